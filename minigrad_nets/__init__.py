@@ -1,0 +1,9 @@
+"""minigrad_nets: small, exact neural networks as pure functions over parameter pytrees."""
+from . import functions, initializers, layers, tree
+from .functions import (cross_entropy, log_softmax, logsumexp, mean_squared_error, relu, sigmoid,
+                        softmax, tanh)
+from .gradients import grad, value_and_grad
+from .layers import Dense, Dropout, Flatten, Layer, Relu, Sigmoid, Tanh, serial
+from .network import Network, mlp
+
+__version__ = "0.1.0"

@@ -1,0 +1,33 @@
+"""The ``minigrad-nets`` command: one subcommand per module in ``minigrad_nets.commands``."""
+import argparse
+import pkgutil
+import sys
+from importlib import import_module
+
+from . import __version__, commands
+
+
+def build_parser():
+    """The argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="minigrad-nets",
+        description="Train and gradient-check the book's networks; run the chapter-6 experiments.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        import_module(f"{commands.__name__}.{info.name}").register(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Run the CLI on ``argv`` (default: sys.argv[1:]); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, OSError) as err:
+        print(f"minigrad-nets {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

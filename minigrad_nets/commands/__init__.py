@@ -1,0 +1,1 @@
+"""Subcommands of the ``minigrad-nets`` CLI: each module defines ``register(subparsers)``."""

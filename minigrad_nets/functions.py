@@ -1,0 +1,138 @@
+"""Activations and losses, written with ``autograd.numpy`` so autograd can differentiate them.
+
+All are stable for any finite input: no overflow, no NaN, no ``+1e-7`` inside a
+log. Float32 in gives float32 out. Losses take *logits* (pre-softmax scores),
+not probabilities: softmax and the log are fused, which is what keeps them exact.
+
+Edge cases, decided once for all functions here:
+
+- ``-inf`` logits are allowed (masked classes): they get probability 0.
+- A row whose logits are all ``-inf``, any ``+inf`` logit, or any NaN raises
+  ``ValueError``: softmax is undefined there and a NaN result would be silent.
+- An empty batch gives an empty softmax; a loss over an empty batch (a mean of
+  nothing) raises ``ValueError``; zero classes raise ``ValueError``.
+"""
+import autograd.numpy as np
+import numpy as onp
+from autograd.extend import defvjp, primitive
+from autograd.tracer import getval
+
+from .checks import as_float_array, labels_or_targets
+
+
+@primitive
+def sigmoid(x):
+    """Logistic function ``1 / (1 + exp(-x))``, elementwise, without overflow. Shape in = shape out."""
+    x = as_float_array(x)
+    e = onp.exp(-onp.abs(x))
+    return onp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+defvjp(sigmoid, lambda ans, x: lambda g: g * ans * (1 - ans))
+
+
+def relu(x):
+    """``max(x, 0)`` elementwise, with gradient 0 at 0 (the book's rule). Shape in = shape out."""
+    return np.where(as_float_array(x) > 0, x, 0.0)
+
+
+def tanh(x):
+    """Hyperbolic tangent, elementwise. Shape in = shape out."""
+    return np.tanh(as_float_array(x))
+
+
+def _row_max(x, axis):
+    """Max along ``axis`` (kept), as a constant for autograd; raises on rows softmax cannot handle."""
+    xv = getval(x)
+    if xv.ndim == 0:
+        raise ValueError("softmax-family functions need at least one dimension (the classes)")
+    if xv.shape[axis] == 0:
+        raise ValueError(f"cannot take softmax over an axis of length 0 (shape {xv.shape}, axis {axis})")
+    m = onp.max(xv, axis=axis, keepdims=True)
+    if not onp.all(onp.isfinite(m)):
+        if onp.any(onp.isnan(xv)):
+            raise ValueError("logits contain NaN")
+        if onp.any(onp.isposinf(xv)):
+            raise ValueError("logits contain +inf; softmax is only defined for finite or -inf logits")
+        raise ValueError("a row of logits is entirely -inf; softmax over it is undefined")
+    return m
+
+
+def _shifted(x, axis):
+    """``x - max(x)`` along ``axis``; entries overflowing to -inf (exp -> 0) are expected and silent."""
+    x = as_float_array(x, "logits")
+    with onp.errstate(over="ignore"):
+        return x - _row_max(x, axis)
+
+
+def logsumexp(x, axis=-1, keepdims=False):
+    """``log(sum(exp(x)))`` along ``axis`` without overflow. Shape (..., C) -> (...)."""
+    x = as_float_array(x)
+    m = _row_max(x, axis)
+    with onp.errstate(over="ignore"):
+        out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    """``log(softmax(x))`` computed as ``(x - m) - log(sum(exp(x - m)))``. Shape in = shape out."""
+    s = _shifted(x, axis)
+    return s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+
+
+def softmax(x, axis=-1):
+    """Probabilities ``exp(x) / sum(exp(x))`` along ``axis``; each row sums to 1. Shape in = shape out."""
+    e = np.exp(_shifted(x, axis))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _batch_count(shape, what):
+    count = int(onp.prod(shape[:-1])) if len(shape) > 1 else 1
+    if count == 0:
+        raise ValueError(f"{what} over an empty batch is undefined (shape {shape})")
+    return count
+
+
+def cross_entropy(logits, t):
+    """Mean softmax cross-entropy. logits (B, C) or (C,); t labels (B,) / scalar or targets like logits -> scalar.
+
+    ``t`` may hold integer labels in ``[0, C)`` or float rows that are one-hot
+    or probability vectors; one-hot targets give exactly the labels' value.
+    The gradient with respect to the logits is ``(softmax - onehot) / B``.
+    """
+    z = as_float_array(logits, "logits")
+    shape = onp.shape(getval(z))
+    if len(shape) == 0:
+        raise ValueError("logits must have a class dimension: shape (C,) or (B, C)")
+    count = _batch_count(shape, "cross_entropy")
+    kind, tv = labels_or_targets(t, shape[:-1], shape[-1])
+    if kind == "targets" and onp.all((tv == 0) | (tv == 1)):
+        kind, tv = "labels", onp.argmax(tv, axis=-1)
+    s = _shifted(np.reshape(z, (count, shape[-1])), -1)
+    log_norm = np.log(np.sum(np.exp(s), axis=1))
+    if kind == "labels":
+        picked = s[onp.arange(count), onp.reshape(tv, -1)]
+        return np.sum(log_norm - picked) / count
+    tv = onp.reshape(tv, (count, shape[-1])).astype(getval(s).dtype, copy=False)
+    # Where a target is 0 its log-probability may be -inf; 0 * -inf must count as 0.
+    safe = np.where(tv > 0, s, 0.0)
+    return (np.sum(log_norm) - np.sum(tv * safe)) / count
+
+
+def mean_squared_error(y, t):
+    """The book's ``0.5 * sum((y - t)**2)`` per example, averaged over the batch. (B, C) or (C,) -> scalar.
+
+    ``t`` is an array shaped like ``y``, or integer labels (read as one-hot).
+    """
+    y = as_float_array(y, "y")
+    shape = onp.shape(getval(y))
+    if len(shape) == 0:
+        raise ValueError("y must have a class dimension: shape (C,) or (B, C)")
+    count = _batch_count(shape, "mean_squared_error")
+    kind, tv = labels_or_targets(t, shape[:-1], shape[-1]) if onp.asarray(getval(t)).dtype.kind in "iu" \
+        else ("targets", as_float_array(t, "t"))
+    if kind == "labels":
+        tv = onp.eye(shape[-1], dtype=getval(y).dtype)[tv]
+    elif onp.shape(tv) != shape:
+        raise ValueError(f"t has shape {onp.shape(tv)}; expected the shape of y, {shape}")
+    return 0.5 * np.sum((y - tv) ** 2) / count

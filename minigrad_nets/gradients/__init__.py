@@ -1,0 +1,22 @@
+"""Gradients of a network's loss by any of three independent paths, behind one call."""
+from importlib import import_module
+
+# method name -> module defining value_and_grad(net, params, x, t, key=None)
+METHODS = {
+    "autograd": "autodiff",
+    "backprop": "backprop",
+    "numerical": "numerical",
+}
+
+
+def value_and_grad(net, params, x, t, method="autograd", key=None):
+    """``(loss, gradient pytree)`` of ``net.loss(params, x, t, key)`` by ``method`` (see ``METHODS``)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown gradient method {method!r}; choose one of {sorted(METHODS)}")
+    module = import_module(f"{__name__}.{METHODS[method]}")
+    return module.value_and_grad(net, params, x, t, key)
+
+
+def grad(net, params, x, t, method="autograd", key=None):
+    """Gradient of ``net.loss(params, x, t, key)`` with the structure of ``params``, by ``method``."""
+    return value_and_grad(net, params, x, t, method, key)[1]

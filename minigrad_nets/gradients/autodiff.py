@@ -1,0 +1,9 @@
+"""The autograd path: ``autograd.value_and_grad`` of the network's loss, traced op by op."""
+import autograd
+
+
+def value_and_grad(net, params, x, t, key=None):
+    """``(loss, gradient)`` of ``net.loss(params, x, t, key)`` by autograd; the gradient has the structure of params."""
+    net.check_params(params)
+    x, _ = net.check_input(x)
+    return autograd.value_and_grad(net.loss)(params, x, t, key)

@@ -1,0 +1,142 @@
+"""Networks: a layer stack plus softmax cross-entropy and weight decay, as pure functions of params."""
+from dataclasses import dataclass, field
+
+import autograd.numpy as anp
+import numpy as np
+from autograd.tracer import getval
+
+from . import functions
+from .checks import as_float_array
+from .layers import Dense, Dropout, Relu, Sigmoid, Tanh, serial
+from .tree import check_same_structure, tree_leaves_with_paths
+
+ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
+
+
+@dataclass(frozen=True)
+class Network:
+    """A classifier ``model`` (a Layer) over inputs of ``input_size`` features, with weight decay λ.
+
+    Every method is a pure function of its arguments: the network holds only
+    hyperparameters, never parameters or random state.
+    """
+    model: object
+    input_size: int
+    output_size: int
+    weight_decay: float = 0.0
+    dtype: np.dtype = np.dtype(np.float64)
+    _template: list = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+        if self.dtype.kind != "f":
+            raise TypeError(f"network dtype must be a float type, got {self.dtype}")
+        out_shape, template = self.model.init(np.random.default_rng(0), (-1, self.input_size), self.dtype)
+        if out_shape[-1] != self.output_size:
+            raise ValueError(f"model outputs {out_shape[-1]} values, network declares {self.output_size}")
+        object.__setattr__(self, "_template", template)
+
+    # ------------------------------------------------------------ params
+
+    def init(self, rng=0):
+        """Fresh params from a seed or ``np.random.Generator``: a list of {'W', 'b'} dicts, one per Dense layer."""
+        if not isinstance(rng, np.random.Generator):
+            if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)) or rng < 0:
+                raise TypeError(f"init takes a non-negative int seed or a numpy Generator, got {rng!r}")
+            rng = np.random.default_rng(rng)
+        return self.model.init(rng, (-1, self.input_size), self.dtype)[1]
+
+    def param_shapes(self):
+        """``[(path, shape), ...]`` for every leaf of this network's params."""
+        return [(path, leaf.shape) for path, leaf in tree_leaves_with_paths(self._template)]
+
+    def check_params(self, params):
+        """Raise TypeError / ValueError naming the first leaf whose structure, shape or dtype is wrong."""
+        params = getval(params)  # under autograd the containers themselves are boxed
+        check_same_structure(self._template, params, "the network's params", "params")
+        for (path, want), (_, value) in zip(tree_leaves_with_paths(self._template), tree_leaves_with_paths(params)):
+            dtype = getattr(value, "dtype", None)
+            if dtype is None or np.dtype(dtype).kind != "f":
+                raise TypeError(f"params{path} must be a float array, got {type(value).__name__}"
+                                + (f" of dtype {dtype}" if dtype is not None else ""))
+            if np.shape(value) != want.shape:
+                raise ValueError(f"params{path} has shape {np.shape(value)}; this network expects {want.shape}")
+
+    # ------------------------------------------------------------ inputs
+
+    def check_input(self, x):
+        """``x`` as a (B, input_size) array of the network's dtype; also whether it was a single sample."""
+        x = as_float_array(x, "x")
+        shape = np.shape(getval(x))
+        single = len(shape) == 1
+        if len(shape) not in (1, 2) or shape[-1] != self.input_size:
+            first = self.model.name.split("(", 1)[1] if "(" in self.model.name else self.model.name
+            raise ValueError(
+                f"input x has shape {shape}, but the first layer ({first.split(',')[0]}) expects "
+                f"{self.input_size} features: shape (batch, {self.input_size}) or ({self.input_size},)")
+        if not hasattr(x, "_value") and x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        return (anp.reshape(x, (1, -1)) if single else x), single
+
+    # ------------------------------------------------------------ functions of params
+
+    def apply(self, params, x, key=None):
+        """Logits: x (B, input_size) -> (B, output_size), or (input_size,) -> (output_size,).
+
+        ``key`` (a seed) switches dropout on; ``None`` is inference.
+        """
+        self.check_params(params)
+        x, single = self.check_input(x)
+        logits = self.model.apply(params, x, key)
+        return logits[0] if single else logits
+
+    def predict(self, params, x):
+        """Predicted class indices: (B, input_size) -> (B,) ints."""
+        return np.argmax(getval(self.apply(params, x)), axis=-1)
+
+    def accuracy(self, params, x, t):
+        """Fraction of rows of x whose predicted class matches labels or one-hot targets t."""
+        pred = self.predict(params, x)
+        t = np.asarray(t)
+        if t.ndim == pred.ndim + 1:
+            t = np.argmax(t, axis=-1)
+        if t.shape != pred.shape:
+            raise ValueError(f"targets have shape {t.shape}; expected {pred.shape} labels or one-hot rows")
+        return float(np.mean(pred == t))
+
+    def weight_penalty(self, params):
+        """½λ Σ ‖W‖² over the weight matrices only (biases are not decayed)."""
+        if self.weight_decay == 0:
+            return 0.0
+        total = 0.0
+        for i, layer in enumerate(self._template):  # the template, as autograd boxes the params
+            if isinstance(layer, dict) and "W" in layer:
+                total = total + anp.sum(params[i]["W"] ** 2)
+        return 0.5 * self.weight_decay * total
+
+    def loss(self, params, x, t, key=None):
+        """Mean softmax cross-entropy of apply(params, x) against t, plus ½λΣ‖W‖²: a scalar."""
+        return functions.cross_entropy(self.apply(params, x, key), t) + self.weight_penalty(params)
+
+
+def mlp(input_size, hidden_sizes, output_size, activation="relu", init="he",
+        weight_decay=0.0, dropout=0.0, dtype="float64"):
+    """A multi-layer perceptron: Dense -> activation [-> Dropout] for each hidden size, then Dense.
+
+    ``mlp(784, [50], 10, activation='sigmoid', init=0.01)`` is the book's
+    TwoLayerNet; ``mlp(784, [100] * 4, 10)`` its MultiLayerNet (He, ReLU).
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+    sizes = [int(input_size), *map(int, hidden_sizes), int(output_size)]
+    if min(sizes) < 1:
+        raise ValueError(f"layer sizes must be positive, got {sizes}")
+    layers = []
+    for width in sizes[1:-1]:
+        layers += [Dense(width, init), ACTIVATIONS[activation]]
+        if dropout:
+            layers.append(Dropout(dropout))
+    layers.append(Dense(sizes[-1], init))
+    return Network(serial(*layers), sizes[0], sizes[-1], float(weight_decay), np.dtype(dtype))
