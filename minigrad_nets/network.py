@@ -15,19 +15,23 @@ ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
 
 @dataclass(frozen=True)
 class Network:
-    """A classifier ``model`` (a Layer) over inputs of ``input_size`` features, with weight decay λ.
+    """A classifier: ``layers`` in series over inputs of ``input_size`` features, with weight decay λ.
 
     Every method is a pure function of its arguments: the network holds only
-    hyperparameters, never parameters or random state.
+    hyperparameters, never parameters or random state. ``model`` is
+    ``serial(*layers)``; ``params[i]`` belongs to the i-th layer that has params.
     """
-    model: object
+    layers: tuple
     input_size: int
     output_size: int
     weight_decay: float = 0.0
     dtype: np.dtype = np.dtype(np.float64)
+    model: object = field(default=None, repr=False, compare=False)
     _template: list = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "model", serial(*self.layers))
         if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         object.__setattr__(self, "dtype", np.dtype(self.dtype))
@@ -139,4 +143,4 @@ def mlp(input_size, hidden_sizes, output_size, activation="relu", init="he",
         if dropout:
             layers.append(Dropout(dropout))
     layers.append(Dense(sizes[-1], init))
-    return Network(serial(*layers), sizes[0], sizes[-1], float(weight_decay), np.dtype(dtype))
+    return Network(tuple(layers), sizes[0], sizes[-1], float(weight_decay), np.dtype(dtype))
