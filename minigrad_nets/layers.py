@@ -29,6 +29,9 @@ class Layer(NamedTuple):
     forward: Callable
     backward: Callable
 
+    def __repr__(self):
+        return self.name
+
 
 def layer_rng(key, index):
     """The generator for layer ``index`` under dropout ``key`` (None when key is None)."""
