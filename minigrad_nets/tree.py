@@ -69,12 +69,12 @@ def _structure_difference(a, b, path=""):
         return None
     if ka is not kb:
         name = lambda k, node: k.__name__ if node else "a leaf"
-        return f"at {path or 'the root'}: {name(ka, a_node)} vs {name(kb, b_node)}"
+        return f"at {path or 'the root'}: expected {name(ka, a_node)}, got {name(kb, b_node)}"
     if ka is dict:
         if set(a) != set(b):
-            return f"at {path or 'the root'}: keys {sorted(map(str, a))} vs {sorted(map(str, b))}"
+            return f"at {path or 'the root'}: expected keys {sorted(map(str, a))}, got {sorted(map(str, b))}"
     elif len(a) != len(b):
-        return f"at {path or 'the root'}: length {len(a)} vs {len(b)}"
+        return f"at {path or 'the root'}: expected length {len(a)}, got {len(b)}"
     for (step, ca), (_, cb) in zip(_children(a), _children(b)):
         diff = _structure_difference(ca, cb, path + step)
         if diff:

@@ -1,0 +1,193 @@
+"""mlp / Network: structure, the book's networks, determinism, gradients, and errors on bad input."""
+import autograd
+import numpy as np
+import pytest
+
+import minigrad_nets as mg
+from minigrad_nets.tree import tree_leaves, tree_leaves_with_paths
+
+
+def batch(n=8, features=784, classes=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, features)), rng.integers(0, classes, n)
+
+
+def test_book_two_layer_net():
+    net = mg.mlp(784, [50], 10, activation="sigmoid", init=0.01)
+    params = net.init(0)
+    assert [(p, s) for p, s in net.param_shapes()] == [
+        ("[0]['W']", (784, 50)), ("[0]['b']", (50,)), ("[1]['W']", (50, 10)), ("[1]['b']", (10,))]
+    assert params[0]["W"].std() == pytest.approx(0.01, rel=0.05)
+    x, t = batch()
+    # tiny weights: logits near 0, so the loss is near ln 10
+    assert net.loss(params, x, t) == pytest.approx(np.log(10), abs=0.05)
+
+
+def test_book_multi_layer_net_shapes_and_outputs():
+    net = mg.mlp(784, [100] * 4, 10)
+    params = net.init(0)
+    assert len(params) == 5 and sum(p.size for p in tree_leaves(params)) == 784 * 100 + 100 + 3 * 10100 + 1010
+    x, t = batch()
+    assert net.apply(params, x).shape == (8, 10)
+    assert net.apply(params, x[0]).shape == (10,)
+    np.testing.assert_array_equal(net.predict(params, x), np.argmax(net.apply(params, x), axis=1))
+    acc = net.accuracy(params, x, t)
+    assert acc == np.mean(net.predict(params, x) == t)
+    assert net.accuracy(params, x, np.eye(10)[t]) == acc
+
+
+def test_loss_is_cross_entropy_plus_half_lambda_weight_norms():
+    net = mg.mlp(6, [5, 4], 3, weight_decay=0.3)
+    params = net.init(1)
+    x, t = batch(4, 6, 3)
+    penalty = 0.5 * 0.3 * sum(np.sum(p["W"] ** 2) for p in params)  # biases are not decayed
+    assert net.loss(params, x, t) == pytest.approx(mg.cross_entropy(net.apply(params, x), t) + penalty, rel=1e-15)
+
+
+def test_float32_network_stays_float32():
+    net = mg.mlp(6, [5], 3, dtype="float32")
+    params = net.init(0)
+    assert all(p.dtype == np.float32 for p in tree_leaves(params))
+    x, t = batch(4, 6, 3)
+    assert net.apply(params, x).dtype == np.float32
+    assert net.loss(params, x, t).dtype == np.float32
+
+
+@pytest.mark.parametrize("method", ["autograd", "backprop"])
+def test_same_seed_gives_bit_identical_params_losses_gradients(method):
+    net = mg.mlp(20, [16, 16], 4, weight_decay=0.1, dropout=0.2)
+    x, t = batch(10, 20, 4)
+    runs = []
+    for global_seed in (1, 2):
+        np.random.seed(global_seed)  # nothing may read the global state
+        params = net.init(5)
+        loss, grads = mg.value_and_grad(net, params, x, t, method=method, key=9)
+        runs.append((tree_leaves(params), loss, tree_leaves(grads)))
+    (p1, l1, g1), (p2, l2, g2) = runs
+    assert all(np.array_equal(a, b) for a, b in zip(p1, p2))
+    assert l1 == l2
+    assert all(np.array_equal(a, b) for a, b in zip(g1, g2))
+
+
+def test_grad_has_the_structure_of_params():
+    net = mg.mlp(6, [5, 4], 3)
+    params = net.init(0)
+    x, t = batch(4, 6, 3)
+    grads = mg.grad(net, params, x, t)
+    assert [(p, g.shape) for p, g in tree_leaves_with_paths(grads)] == net.param_shapes()
+    with pytest.raises(ValueError, match="unknown gradient method 'magic'"):
+        mg.grad(net, params, x, t, method="magic")
+
+
+def sampled_central_differences(f, params, samples, seed):
+    """Central differences of scalar f at `samples` random entries of each leaf: {path: (indices, values)}."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for path, leaf in tree_leaves_with_paths(params):
+        idx = rng.choice(leaf.size, size=min(samples, leaf.size), replace=False)
+        values = []
+        for i in idx:
+            flat = leaf.reshape(-1)
+            old = flat[i]
+            h = np.finfo(np.float64).eps ** (1 / 3) * max(1.0, abs(old))
+            h = (old + h) - old  # exactly representable step
+            flat[i] = old + h
+            up = f(params)
+            flat[i] = old - h
+            down = f(params)
+            flat[i] = old
+            values.append((up - down) / (2 * h))
+        out[path] = (idx, np.array(values))
+    return out
+
+
+def test_autograd_agrees_with_central_differences_on_multilayer_net():
+    """Acceptance: mlp(784, [100]*4, 10), He/ReLU, batch 128, float64, sampled entries of every leaf."""
+    net = mg.mlp(784, [100] * 4, 10)
+    params = net.init(0)
+    x, t = batch(128, seed=3)
+    # Central differences are only valid away from ReLU kinks: this batch keeps every
+    # pre-activation over 1e-4 from 0, far beyond what a step of ~6e-6 can move it.
+    a = x
+    for p in params[:-1]:
+        z = a @ p["W"] + p["b"]
+        assert np.abs(z).min() > 1e-4
+        a = np.maximum(z, 0)
+    grads = dict(tree_leaves_with_paths(mg.grad(net, params, x, t)))
+    numeric = sampled_central_differences(lambda p: net.loss(p, x, t), [dict(p) for p in params], 12, 1)
+    assert set(numeric) == set(grads)
+    for path, (idx, values) in numeric.items():
+        analytic = grads[path].reshape(-1)[idx]
+        err = np.linalg.norm(analytic - values) / np.linalg.norm(analytic)
+        assert err < 1e-6, (path, err)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.fixture
+def small():
+    net = mg.mlp(6, [5], 3)
+    return net, net.init(0)
+
+
+def test_input_feature_size_names_layer_and_shapes(small):
+    net, params = small
+    with pytest.raises(ValueError, match=r"shape \(4, 7\).*Dense\(5\).*6 features"):
+        net.apply(params, np.zeros((4, 7)))
+
+
+@pytest.mark.parametrize("t, error, match", [
+    (np.array([0, 1, 3, 0]), ValueError, r"label 3 .* outside \[0, 3\)"),
+    (np.array([0, 1, 2]), ValueError, "label count 3 does not match batch size 4"),
+    (np.eye(4)[[0, 1, 2, 3]], ValueError, r"shape \(4, 4\)"),
+    (np.array(["a", "b", "c", "d"]), TypeError, "dtype"),
+])
+def test_bad_targets(small, t, error, match):
+    net, params = small
+    for method in ("autograd", "backprop"):
+        with pytest.raises(error, match=match):
+            mg.grad(net, params, np.zeros((4, 6)), t, method=method)
+
+
+def test_non_numeric_inputs(small):
+    net, params = small
+    with pytest.raises(TypeError, match="dtype"):
+        net.apply(params, np.array([["a"] * 6]))
+    with pytest.raises(TypeError, match="dtype"):
+        net.apply(params, np.zeros((2, 6), dtype=complex))
+
+
+def test_params_structure_and_shape_errors(small):
+    net, params = small
+    x = np.zeros((2, 6))
+    with pytest.raises(TypeError, match="at the root: expected length 2, got 1"):
+        net.apply(params[:1], x)
+    with pytest.raises(TypeError, match=r"at \[1\]: expected keys \['W', 'b'\], got \['W'\]"):
+        net.apply([params[0], {"W": params[1]["W"]}], x)
+    bad = [dict(params[0]), dict(params[1])]
+    bad[1]["W"] = np.zeros((5, 4))
+    with pytest.raises(ValueError, match=r"params\[1\]\['W'\] has shape \(5, 4\); this network expects \(5, 3\)"):
+        net.apply(bad, x)
+    bad[1]["W"] = np.zeros((5, 3), dtype=int)
+    with pytest.raises(TypeError, match=r"params\[1\]\['W'\] must be a float array"):
+        net.loss(bad, x, np.array([0, 1]))
+
+
+def test_bad_network_arguments():
+    with pytest.raises(ValueError, match="unknown activation"):
+        mg.mlp(4, [3], 2, activation="swish")
+    with pytest.raises(ValueError, match="weight_decay"):
+        mg.mlp(4, [3], 2, weight_decay=-1)
+    with pytest.raises(ValueError, match="positive"):
+        mg.mlp(4, [0], 2)
+    with pytest.raises(TypeError, match="seed"):
+        mg.mlp(4, [3], 2).init("zero")
+
+
+def test_gradient_of_loss_wrt_input_is_possible():
+    """apply is a pure autograd function of x too (used e.g. for saliency)."""
+    net, params = mg.mlp(6, [5], 3), None
+    params = net.init(0)
+    g = autograd.grad(lambda x: net.loss(params, x, np.array([1])))(np.ones((1, 6)))
+    assert g.shape == (1, 6) and np.all(np.isfinite(g))
