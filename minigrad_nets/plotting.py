@@ -1,0 +1,113 @@
+"""Figures for the chapter-6 experiments (matplotlib is optional: imported only when a figure is drawn).
+
+Each ``plot_*`` function takes the plain data an experiment returned, builds a
+``matplotlib.figure.Figure`` on the Agg canvas (no pyplot, no global backend
+change, so it is safe in scripts, servers and notebooks alike), writes it to
+``path`` as a PNG atomically when a path is given, and returns the figure.
+"""
+from .experiments.results import atomic_write
+
+MARKERS = ("o", "s", "D", "^", "v", "x")
+
+
+def require_matplotlib():
+    """Import matplotlib, or raise an ImportError that says how to install it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError("plotting needs matplotlib, which is not installed: "
+                          "pip install matplotlib (or minigrad-nets[plot])") from None
+
+
+def new_figure(figsize):
+    """An empty Figure attached to an Agg canvas."""
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig, path, dpi=100):
+    """Write ``fig`` to ``path`` as a PNG atomically: a temp file in the same folder, then os.replace."""
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi), binary=True)
+
+
+def plot_loss_curves(result, path=None, title="Training loss", ylim=(0.0, 2.5), smoothed=True):
+    """Loss against iteration, one line per run: ``result`` from weight_init_comparison / optimizer_comparison."""
+    curves = result["smoothed"] if smoothed else result["loss"]
+    fig = new_figure((7, 4.5))
+    ax = fig.add_subplot()
+    for i, (name, loss) in enumerate(curves.items()):
+        every = max(1, len(loss) // 20)
+        ax.plot(result["iteration"], loss, marker=MARKERS[i % len(MARKERS)], markevery=every,
+                markersize=5, label=name)
+    ax.set(xlabel="iteration", ylabel="loss" + (" (smoothed)" if smoothed else ""), title=title)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if path is not None:
+        save_png(fig, path)
+    return fig
+
+
+def plot_activation_histograms(result, activation, path=None):
+    """A grid of per-layer activation histograms for one activation: one row per weight init, one column per layer."""
+    runs = result["results"][activation]
+    names = list(runs)
+    num_layers = len(next(iter(runs.values()))["counts"])
+    fig = new_figure((2.3 * num_layers, 1.9 * len(names) + 0.6))
+    axes = fig.subplots(len(names), num_layers, squeeze=False)
+    for row, name in enumerate(names):
+        counts, edges = runs[name]["counts"], runs[name]["edges"]
+        for layer in range(num_layers):
+            ax = axes[row][layer]
+            layer_counts = counts[layer]
+            ax.stairs(layer_counts, edges, fill=True, color=f"C{row}")
+            ax.set_yticks([])
+            notes = []
+            total = result["config"]["num_inputs"] * result["config"]["width"]
+            rest = layer_counts[1:].max(initial=0)
+            if layer_counts[0] > 3 * rest > 0:  # e.g. ReLU's zeros: cut the spike so the rest shows
+                ax.set_ylim(0, 1.3 * rest)
+                notes.append(f"first bar cut: {layer_counts[0] / total:.0%}")
+            outside = 1.0 - runs[name]["fraction_in_range"][layer]
+            if outside >= 0.005:
+                notes.append(f"{outside:.0%} off scale")
+            if notes:
+                ax.text(0.97, 0.95, "\n".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=8)
+            if row == 0:
+                ax.set_title(f"layer {layer + 1}")
+            if layer == 0:
+                ax.set_ylabel(name)
+            if row < len(names) - 1:
+                ax.set_xticklabels([])
+    fig.suptitle(f"{activation} activations by weight init "
+                 f"({result['config']['num_inputs']} random inputs, counts per bin)")
+    if path is not None:
+        save_png(fig, path)
+    return fig
+
+
+def plot_accuracy_curves(result, path=None):
+    """Train (solid) and test (dashed) accuracy per epoch, one panel per variant: ``result`` from overfitting_comparison."""
+    names = list(result["train_acc"])
+    fig = new_figure((4.2 * len(names), 4))
+    axes = fig.subplots(1, len(names), squeeze=False, sharey=True)[0]
+    for ax, name in zip(axes, names):
+        epochs = result["epoch"]
+        every = max(1, len(epochs) // 20)
+        ax.plot(epochs, result["train_acc"][name], marker="o", markevery=every, markersize=4, label="train")
+        ax.plot(epochs, result["test_acc"][name], marker="s", markevery=every, markersize=4,
+                linestyle="--", label="test")
+        ax.set(title=name, xlabel="epoch", ylim=(0.0, 1.0))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    axes[0].set_ylabel("accuracy")
+    fig.suptitle(f"Overfitting on {result['config']['num_train']} training images")
+    if path is not None:
+        save_png(fig, path)
+    return fig
