@@ -1,0 +1,195 @@
+"""The book's six optimizers as pure ``(init, update)`` pairs over parameter pytrees.
+
+``state = opt.init(params)`` builds the optimizer state (a pytree of float
+arrays, possibly an empty dict, so it fits in a checkpoint);
+``new_params, new_state = opt.update(params, grads, state)`` takes one step and
+never mutates its inputs. The per-array rules are the book's, with its
+defaults and its ``1e-7`` in the denominators; each is lifted leafwise over
+the pytree. State arrays have the dtype of the params (float32 training stays
+float32); Adam's step counter is a 0-d float64 array.
+"""
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from .tree import check_same_shapes, check_same_structure, tree_leaves, tree_map, tree_unflatten
+
+EPS = 1e-7  # the book's guard in AdaGrad / RMSprop / Adam denominators
+
+
+class Optimizer(NamedTuple):
+    """An optimizer: its name, ``init(params) -> state`` and ``update(params, grads, state) -> (params, state)``."""
+    name: str
+    init: Callable
+    update: Callable
+
+
+def _check_rate(name, value, low=0.0, high=None, low_open=True):
+    value = float(value) if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) \
+        else value
+    if not isinstance(value, float) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    if (value <= low if low_open else value < low) or (high is not None and value >= high):
+        interval = f"{'(' if low_open else '['}{low:g}, {'inf)' if high is None else f'{high:g})'}"
+        raise ValueError(f"{name} must lie in {interval}, got {value}")
+    return value
+
+
+def _zeros_like(params):
+    return tree_map(lambda p: np.zeros_like(np.asarray(p)), params)
+
+
+def _check_step(params, grads, state, like_state):
+    """Clear errors for a gradient or state tree that does not fit the params."""
+    check_same_shapes(params, grads, "params", "gradient")
+    check_same_structure(like_state, state, "the optimizer state for these params", "state")
+
+
+def _leafwise(rule, params, grads, *trees):
+    """Apply ``rule(p, g, *s) -> (new_p, *new_s)`` leafwise; returns the new params and new state trees."""
+    columns = [tree_leaves(t) for t in (params, grads, *trees)]
+    results = [rule(*(np.asarray(leaf) for leaf in leaves)) for leaves in zip(*columns)]
+    return [tree_unflatten(params, [r[k] for r in results]) for k in range(1 + len(trees))]
+
+
+def _lr(p, lr):
+    """``lr`` as a scalar of p's dtype, so float32 params stay float32."""
+    return np.asarray(lr, dtype=p.dtype)
+
+
+def sgd(lr=0.01):
+    """Plain SGD: ``p <- p - lr * g``. State: an empty dict."""
+    lr = _check_rate("lr", lr)
+
+    def init(params):
+        return {}
+
+    def update(params, grads, state):
+        _check_step(params, grads, state, {})
+        (new,) = _leafwise(lambda p, g: (p - _lr(p, lr) * g.astype(p.dtype, copy=False),), params, grads)
+        return new, {}
+
+    return Optimizer("sgd", init, update)
+
+
+def momentum(lr=0.01, momentum=0.9):
+    """Momentum SGD: ``v <- momentum*v - lr*g; p <- p + v``. State: {'v': tree like params}."""
+    lr, mu = _check_rate("lr", lr), _check_rate("momentum", momentum, 0.0, 1.0, low_open=False)
+
+    def init(params):
+        return {"v": _zeros_like(params)}
+
+    def rule(p, g, v):
+        v = _lr(p, mu) * v - _lr(p, lr) * g.astype(p.dtype, copy=False)
+        return p + v, v
+
+    def update(params, grads, state):
+        _check_step(params, grads, state, {"v": params})
+        new_params, v = _leafwise(rule, params, grads, state["v"])
+        return new_params, {"v": v}
+
+    return Optimizer("momentum", init, update)
+
+
+def nesterov(lr=0.01, momentum=0.9):
+    """Nesterov momentum in the book's form: ``v <- mu*v - lr*g; p <- p + mu*mu*v - (1+mu)*lr*g``. State: {'v'}."""
+    lr, mu = _check_rate("lr", lr), _check_rate("momentum", momentum, 0.0, 1.0, low_open=False)
+
+    def init(params):
+        return {"v": _zeros_like(params)}
+
+    def rule(p, g, v):
+        g = g.astype(p.dtype, copy=False)
+        v = _lr(p, mu) * v - _lr(p, lr) * g
+        return p + _lr(p, mu * mu) * v - _lr(p, (1 + mu) * lr) * g, v
+
+    def update(params, grads, state):
+        _check_step(params, grads, state, {"v": params})
+        new_params, v = _leafwise(rule, params, grads, state["v"])
+        return new_params, {"v": v}
+
+    return Optimizer("nesterov", init, update)
+
+
+def adagrad(lr=0.01):
+    """AdaGrad: ``h <- h + g*g; p <- p - lr*g/(sqrt(h) + 1e-7)``. State: {'h': tree like params}."""
+    lr = _check_rate("lr", lr)
+
+    def init(params):
+        return {"h": _zeros_like(params)}
+
+    def rule(p, g, h):
+        g = g.astype(p.dtype, copy=False)
+        h = h + g * g
+        return p - _lr(p, lr) * g / (np.sqrt(h) + _lr(p, EPS)), h
+
+    def update(params, grads, state):
+        _check_step(params, grads, state, {"h": params})
+        new_params, h = _leafwise(rule, params, grads, state["h"])
+        return new_params, {"h": h}
+
+    return Optimizer("adagrad", init, update)
+
+
+def rmsprop(lr=0.01, decay_rate=0.99):
+    """RMSprop: ``h <- d*h + (1-d)*g*g; p <- p - lr*g/(sqrt(h) + 1e-7)``. State: {'h': tree like params}."""
+    lr, decay = _check_rate("lr", lr), _check_rate("decay_rate", decay_rate, 0.0, 1.0, low_open=False)
+
+    def init(params):
+        return {"h": _zeros_like(params)}
+
+    def rule(p, g, h):
+        g = g.astype(p.dtype, copy=False)
+        h = _lr(p, decay) * h + _lr(p, 1 - decay) * g * g
+        return p - _lr(p, lr) * g / (np.sqrt(h) + _lr(p, EPS)), h
+
+    def update(params, grads, state):
+        _check_step(params, grads, state, {"h": params})
+        new_params, h = _leafwise(rule, params, grads, state["h"])
+        return new_params, {"h": h}
+
+    return Optimizer("rmsprop", init, update)
+
+
+def adam(lr=0.001, beta1=0.9, beta2=0.999):
+    """Adam in the book's form (bias correction folded into the step size).
+
+    ``t += 1; lr_t = lr*sqrt(1-b2^t)/(1-b1^t); m += (1-b1)(g-m); v += (1-b2)(g²-v);
+    p <- p - lr_t*m/(sqrt(v) + 1e-7)``. State: {'m', 'v': trees like params, 'step': 0-d float64}.
+    """
+    lr = _check_rate("lr", lr)
+    b1 = _check_rate("beta1", beta1, 0.0, 1.0, low_open=False)
+    b2 = _check_rate("beta2", beta2, 0.0, 1.0, low_open=False)
+
+    def init(params):
+        return {"m": _zeros_like(params), "step": np.zeros((), np.float64), "v": _zeros_like(params)}
+
+    def update(params, grads, state):
+        _check_step(params, grads, state, {"m": params, "step": None, "v": params})
+        step = float(np.asarray(state["step"])) + 1.0
+        lr_t = lr * math.sqrt(1.0 - b2 ** step) / (1.0 - b1 ** step)
+
+        def rule(p, g, m, v):
+            g = g.astype(p.dtype, copy=False)
+            m = m + _lr(p, 1 - b1) * (g - m)
+            v = v + _lr(p, 1 - b2) * (g * g - v)
+            return p - _lr(p, lr_t) * m / (np.sqrt(v) + _lr(p, EPS)), m, v
+
+        new_params, m, v = _leafwise(rule, params, grads, state["m"], state["v"])
+        return new_params, {"m": m, "step": np.asarray(step, np.float64), "v": v}
+
+    return Optimizer("adam", init, update)
+
+
+_CONSTRUCTORS = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov,
+                 "adagrad": adagrad, "rmsprop": rmsprop, "adam": adam}
+NAMES = tuple(_CONSTRUCTORS)
+
+
+def get(name, **hyperparams):
+    """The optimizer called ``name`` (case-insensitive, one of ``NAMES``) built with ``hyperparams``."""
+    key = str(name).lower()
+    if key not in _CONSTRUCTORS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {list(NAMES)}")
+    return _CONSTRUCTORS[key](**hyperparams)
