@@ -5,5 +5,8 @@ from .functions import (cross_entropy, log_softmax, logsumexp, mean_squared_erro
 from .gradients import grad, value_and_grad
 from .layers import Dense, Dropout, Flatten, Layer, Relu, Sigmoid, Tanh, serial
 from .network import Network, mlp
+from . import datasets, optimizers
+from .optimizers import Optimizer, adagrad, adam, momentum, nesterov, rmsprop, sgd
+from .training import FitResult, fit
 
 __version__ = "0.1.0"
