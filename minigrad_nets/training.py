@@ -1,0 +1,314 @@
+"""``fit``: minibatch training of a Network with an Optimizer, with history, progress and exact resume.
+
+Randomness is a pure function of ``seed`` and the iteration counter, so a run
+can stop anywhere and continue bit-identically from a checkpoint:
+
+- the order of epoch ``e`` is a permutation of the training set drawn from
+  ``SeedSequence([seed, 0, e])`` (without replacement; the last batch of an
+  epoch is smaller when ``batch_size`` does not divide N);
+- the dropout key of iteration ``i`` (0-based) is ``(seed, 1, i)``.
+
+Evaluations (train / test accuracy) happen before the first step (iteration 0),
+every ``eval_every`` iterations (default: at the end of each epoch), and after
+the last step. ``iterations`` / ``epochs`` are totals counted from the start of
+training, also when resuming.
+"""
+import json
+import math
+import os
+import tempfile
+import zlib
+from typing import NamedTuple
+
+import numpy as np
+
+from .checks import labels_or_targets
+from .gradients import value_and_grad
+from .tree import check_same_shapes, tree_leaves_with_paths, tree_unflatten
+
+CHECKPOINT_FORMAT = 1
+EVAL_CHUNK = 10000  # rows per forward pass when measuring accuracy
+
+
+class FitResult(NamedTuple):
+    """What ``fit`` returns: the trained params, the optimizer state, and the history dict of arrays."""
+    params: list
+    opt_state: object
+    history: dict
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; ``iteration`` is the 1-based step at which it happened."""
+
+    def __init__(self, message, iteration):
+        super().__init__(message)
+        self.iteration = iteration
+
+
+HISTORY_KEYS = ("loss", "eval_iteration", "epoch", "train_acc", "test_acc")
+
+
+def _empty_history():
+    return {key: [] for key in HISTORY_KEYS}
+
+
+def _history_arrays(history):
+    """The history lists as arrays: per-iteration 'loss' (float64), per-evaluation the rest."""
+    return {"loss": np.asarray(history["loss"], np.float64),
+            "eval_iteration": np.asarray(history["eval_iteration"], np.int64),
+            "epoch": np.asarray(history["epoch"], np.float64),
+            "train_acc": np.asarray(history["train_acc"], np.float64),
+            "test_acc": np.asarray(history["test_acc"], np.float64)}
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _as_dataset(data, net, name):
+    """``(x (N, input_size) in net.dtype, t)`` from a pair, with clear errors."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{name} must be a pair (x, t) of arrays, got {type(data).__name__}")
+    x, t = np.asarray(data[0]), np.asarray(data[1])
+    if x.dtype.kind not in "iuf":
+        raise TypeError(f"{name} x must be a numeric array, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(f"{name} x must have a batch axis: shape (N, {net.input_size}), got {x.shape}")
+    x = x.reshape(len(x), -1)
+    if x.shape[1] != net.input_size:
+        raise ValueError(f"{name} x has {x.shape[1]} features per example; the network expects {net.input_size}")
+    if len(x) == 0:
+        raise ValueError(f"{name} is empty")
+    labels_or_targets(t, (len(x),), net.output_size, f"{name} t")
+    return x.astype(net.dtype, copy=False), t
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _has_dropout(net):
+    return any(layer.name.startswith("Dropout") for layer in net.layers)
+
+
+def epoch_order(seed, epoch, n):
+    """The order in which epoch ``epoch`` visits the ``n`` training examples: a permutation of range(n)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, 0, epoch])).permutation(n)
+
+
+def dropout_key(seed, iteration):
+    """The dropout key of 0-based ``iteration``."""
+    return (seed, 1, iteration)
+
+
+def _accuracy(net, params, x, t, limit):
+    if limit is not None:
+        x, t = x[:limit], t[:limit]
+    correct = 0.0
+    for start in range(0, len(x), EVAL_CHUNK):
+        rows = slice(start, start + EVAL_CHUNK)
+        correct += net.accuracy(params, x[rows], t[rows]) * len(x[rows])
+    return correct / len(x)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _fingerprint(x, t):
+    """A cheap checksum of the training data, so a resume on other data is refused."""
+    crc = zlib.crc32(np.ascontiguousarray(x).view(np.uint8).reshape(-1))
+    return zlib.crc32(np.ascontiguousarray(t).view(np.uint8).reshape(-1), crc)
+
+
+def save_checkpoint(path, params, opt_state, history, meta):
+    """Write params, optimizer state, history and ``meta`` (a JSON-able dict) to ``path`` (.npz), atomically."""
+    arrays = {"meta": np.array(json.dumps(meta))}
+    arrays.update({f"params{p}": np.asarray(v) for p, v in tree_leaves_with_paths(params)})
+    arrays.update({f"opt_state{p}": np.asarray(v) for p, v in tree_leaves_with_paths(opt_state)})
+    arrays.update({f"history/{k}": v for k, v in _history_arrays(history).items()})
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint.", suffix=".npz.part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_checkpoint(path, params_like, opt_state_like):
+    """``(params, opt_state, history lists, meta)`` from a checkpoint, shaped like the given trees; no pickle."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (ValueError, OSError, zlib.error) as err:
+        raise ValueError(f"{path}: not a readable checkpoint: {err}") from None
+    if "meta" not in arrays:
+        raise ValueError(f"{path}: not a minigrad_nets checkpoint (no 'meta' entry)")
+    meta = json.loads(str(arrays["meta"]))
+
+    def rebuild(prefix, like):
+        paths = [p for p, _ in tree_leaves_with_paths(like)]
+        stored = sorted(k for k in arrays if k.startswith(prefix + "[") or k == prefix)
+        if sorted(prefix + p for p in paths) != stored:
+            raise ValueError(f"{path}: the checkpoint's {prefix} do not have the structure expected here "
+                             f"(different network or optimizer?)")
+        tree = tree_unflatten(like, [arrays[prefix + p] for p in paths])
+        check_same_shapes(like, tree, f"the expected {prefix}", f"checkpoint {prefix}")
+        return tree
+
+    params = rebuild("params", params_like)
+    opt_state = rebuild("opt_state", opt_state_like)
+    history = {k: arrays[f"history/{k}"].tolist() for k in HISTORY_KEYS}
+    return params, opt_state, history, meta
+
+
+# ---------------------------------------------------------------- fit
+
+
+def fit(net, params, optimizer, train_data, *, test_data=None, epochs=None, iterations=None, batch_size=100,
+        seed=0, method="autograd", eval_every=None, eval_samples=None, progress=True, checkpoint=None,
+        checkpoint_every=None, resume=False, log=None):
+    """Train ``params`` of ``net`` on ``train_data = (x, t)``; returns ``FitResult(params, opt_state, history)``.
+
+    Exactly one of ``epochs`` / ``iterations`` (totals). history: 'loss' (one float64 per iteration),
+    and per evaluation 'eval_iteration', 'epoch' (float, iterations / iterations-per-epoch), 'train_acc',
+    'test_acc' (empty when there is no ``test_data``). ``eval_samples`` caps the examples used for
+    accuracy (the first ones of each set). ``checkpoint`` (an .npz path) is written every
+    ``checkpoint_every`` iterations and at the end; with ``resume=True`` an existing checkpoint is
+    loaded (the given params only fix the structure) and training continues bit-identically.
+    ``log(record)`` is called with a dict after every evaluation. A NaN / inf loss raises
+    ``NonFiniteLossError`` (a ``FloatingPointError``) naming the iteration.
+    """
+    net.check_params(params)
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise TypeError(f"optimizer must be an Optimizer with init and update, got {type(optimizer).__name__}")
+    x, t = _as_dataset(train_data, net, "train_data")
+    test = _as_dataset(test_data, net, "test_data") if test_data is not None else None
+    n = len(x)
+    batch_size = _positive_int(batch_size, "batch_size")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = int(seed)
+    per_epoch = math.ceil(n / batch_size)
+    if (epochs is None) == (iterations is None):
+        raise ValueError("give exactly one of epochs and iterations")
+    total = _positive_int(epochs, "epochs") * per_epoch if epochs is not None else _positive_int(iterations,
+                                                                                                  "iterations")
+    eval_every = per_epoch if eval_every is None else _positive_int(eval_every, "eval_every")
+    if eval_samples is not None:
+        eval_samples = _positive_int(eval_samples, "eval_samples")
+    if checkpoint_every is not None:
+        checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
+        if checkpoint is None:
+            raise ValueError("checkpoint_every needs a checkpoint path")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs a checkpoint path")
+
+    meta = {"format": CHECKPOINT_FORMAT, "seed": seed, "batch_size": batch_size, "n_train": n,
+            "data_crc32": _fingerprint(x, t), "optimizer": getattr(optimizer, "name", "?"), "method": method}
+    opt_state = optimizer.init(params)
+    history = _empty_history()
+    iteration = 0
+    if resume and os.path.exists(checkpoint):
+        params, opt_state, history, saved = load_checkpoint(checkpoint, params, opt_state)
+        for key in ("seed", "batch_size", "n_train", "data_crc32", "optimizer"):
+            if saved.get(key) != meta[key]:
+                raise ValueError(f"cannot resume from {checkpoint}: it was made with {key}={saved.get(key)!r}, "
+                                 f"this run has {key}={meta[key]!r}")
+        iteration = int(saved["iteration"])
+        if len(history["loss"]) != iteration:
+            raise ValueError(f"{checkpoint}: inconsistent checkpoint (iteration {iteration}, "
+                             f"{len(history['loss'])} losses)")
+        # An off-schedule evaluation made because that run ended here is dropped: a straight run has none.
+        if history["eval_iteration"] and history["eval_iteration"][-1] == iteration \
+                and iteration % eval_every and iteration < total:
+            for key in HISTORY_KEYS[1:]:
+                if history[key]:
+                    history[key].pop()
+
+    def evaluate():
+        record = {"iteration": iteration, "epoch": iteration / per_epoch,
+                  "train_acc": _accuracy(net, params, x, t, eval_samples),
+                  "test_acc": _accuracy(net, params, *test, eval_samples) if test else None}
+        since = history["eval_iteration"][-1] if history["eval_iteration"] else 0
+        recent = history["loss"][since:iteration]
+        record["loss"] = float(np.mean(recent)) if recent else float("nan")
+        history["eval_iteration"].append(iteration)
+        history["epoch"].append(record["epoch"])
+        history["train_acc"].append(record["train_acc"])
+        if test:
+            history["test_acc"].append(record["test_acc"])
+        if log is not None:
+            log(record)
+
+    def save():
+        save_checkpoint(checkpoint, params, opt_state, history, {**meta, "iteration": iteration})
+
+    if iteration == 0 and not history["eval_iteration"]:
+        evaluate()
+    key_for = (lambda i: dropout_key(seed, i)) if _has_dropout(net) else (lambda i: None)
+    bar = _progress_bar(total, iteration) if progress else None
+    order, order_epoch = None, None
+    try:
+        while iteration < total:
+            epoch, position = divmod(iteration, per_epoch)
+            if order_epoch != epoch:
+                order, order_epoch = epoch_order(seed, epoch, n), epoch
+            rows = order[position * batch_size:(position + 1) * batch_size]
+            try:
+                loss, grads = value_and_grad(net, params, x[rows], t[rows], method=method, key=key_for(iteration))
+            except ValueError as err:  # e.g. "logits contain NaN": say when, and why, if training blew up
+                cause = _blow_up(net, params, x[rows])
+                if cause is None:
+                    raise
+                raise NonFiniteLossError(
+                    f"the training loss became non-finite at iteration {iteration + 1} (epoch {epoch + 1}): "
+                    f"{cause} ({err}); try a smaller learning rate", iteration + 1) from None
+            loss = float(loss)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"the training loss became {loss} at iteration {iteration + 1} (epoch {epoch + 1}); "
+                    f"try a smaller learning rate", iteration + 1)
+            params, opt_state = optimizer.update(params, grads, opt_state)
+            history["loss"].append(loss)
+            iteration += 1
+            if iteration % eval_every == 0 or iteration == total:
+                evaluate()
+            if checkpoint_every and iteration % checkpoint_every == 0 and iteration < total:
+                save()
+            if bar is not None:
+                bar.update(1)
+                if iteration % 20 == 0 or iteration == total:
+                    bar.set_postfix(loss=f"{loss:.4f}", epoch=f"{iteration / per_epoch:.2f}", refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    if checkpoint is not None:
+        save()
+    return FitResult(params, opt_state, _history_arrays(history))
+
+
+def _blow_up(net, params, x):
+    """What went non-finite (a params leaf, or the logits), or None when everything is finite."""
+    for path, leaf in tree_leaves_with_paths(params):
+        if not np.all(np.isfinite(leaf)):
+            return f"params{path} holds NaN or inf"
+    with np.errstate(all="ignore"):
+        if not np.all(np.isfinite(net.apply(params, x))):
+            return "the logits overflowed"
+    return None
+
+
+def _progress_bar(total, initial):
+    """A tqdm bar over iterations, or None when tqdm is not installed."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, unit="it", desc="training", leave=False, dynamic_ncols=True)
