@@ -8,5 +8,6 @@ from .network import Network, mlp
 from . import datasets, optimizers
 from .optimizers import Optimizer, adagrad, adam, momentum, nesterov, rmsprop, sgd
 from .training import FitResult, fit
+from . import experiments  # mg.plotting is imported on demand: matplotlib stays optional
 
 __version__ = "0.1.0"

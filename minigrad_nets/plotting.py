@@ -103,9 +103,11 @@ def plot_accuracy_curves(result, path=None):
         ax.plot(epochs, result["train_acc"][name], marker="o", markevery=every, markersize=4, label="train")
         ax.plot(epochs, result["test_acc"][name], marker="s", markevery=every, markersize=4,
                 linestyle="--", label="test")
-        ax.set(title=name, xlabel="epoch", ylim=(0.0, 1.0))
+        setting = ", ".join(f"{k.replace('_', ' ')} {v:g}"
+                            for k, v in result["config"].get("variants", {}).get(name, {}).items())
+        ax.set(title=f"{name} ({setting})" if setting else name, xlabel="epoch", ylim=(0.0, 1.05))
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
+        ax.legend(loc="best")
     axes[0].set_ylabel("accuracy")
     fig.suptitle(f"Overfitting on {result['config']['num_train']} training images")
     if path is not None:

@@ -77,3 +77,119 @@ def test_keep_activations_returns_them_and_matches_layer_activations():
 def test_activation_histograms_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         small_histograms(**kwargs)
+
+
+# ---------------------------------------------------------------- training experiments on tiny synthetic data
+
+from minigrad_nets.experiments import (BOOK_VARIANTS, optimizer_comparison, overfitting_comparison,  # noqa: E402
+                                       weight_init_comparison)
+
+
+def synthetic(n, features=20, classes=10, seed=0):
+    """A learnable toy problem: x standard normal, label = argmax of a fixed random linear map."""
+    mixing = np.random.default_rng(123).standard_normal((features, classes))
+    x = np.random.default_rng(seed).standard_normal((n, features)).astype(np.float32)
+    return x, np.argmax(x @ mixing, axis=1)
+
+
+TRAIN, TEST = synthetic(512), synthetic(200, seed=1)
+
+
+def tiny_weight_init(**kwargs):
+    options = dict(iterations=60, batch_size=32, report_every=10)
+    options.update(kwargs)
+    return weight_init_comparison(TRAIN, TEST, **options)
+
+
+def test_weight_init_shapes_and_keys():
+    result = tiny_weight_init()
+    names = ["std=0.01", "xavier", "he"]
+    for key in ("loss", "smoothed", "report_loss", "final_smoothed", "train_accuracy", "test_accuracy"):
+        assert list(result[key]) == names
+    np.testing.assert_array_equal(result["iteration"], np.arange(60))
+    np.testing.assert_array_equal(result["report_iteration"], np.arange(0, 60, 10))
+    for name in names:
+        assert result["loss"][name].shape == result["smoothed"][name].shape == (60,)
+        np.testing.assert_array_equal(result["report_loss"][name], result["loss"][name][::10])
+        assert 0.0 <= result["test_accuracy"][name] <= 1.0
+    assert result["config"]["layers"] == [20, 100, 100, 100, 100, 10]
+    assert result["config"]["iterations"] == 60
+
+
+def test_weight_init_is_deterministic_per_seed():
+    a, b, c = tiny_weight_init(seed=7), tiny_weight_init(seed=7), tiny_weight_init(seed=8)
+    for name in a["loss"]:
+        np.testing.assert_array_equal(a["loss"][name], b["loss"][name])
+    assert not np.array_equal(a["loss"]["he"], c["loss"]["he"])
+
+
+def test_runs_see_the_same_minibatches():
+    # two networks with the same init and optimizer must trace the very same curve
+    result = tiny_weight_init(inits={"first": "he", "second": "he"}, iterations=20)
+    np.testing.assert_array_equal(result["loss"]["first"], result["loss"]["second"])
+
+
+def test_weight_init_findings_he_learns_and_std_001_stalls_at_ln_10():
+    result = tiny_weight_init()
+    final, loss = result["final_smoothed"], result["loss"]
+    assert final["he"] < loss["he"][0] - 0.5  # He's loss falls well below its start
+    assert abs(final["std=0.01"] - np.log(10)) < 0.05  # vanishing signal: stuck at chance
+    assert final["he"] < final["xavier"] < final["std=0.01"]
+
+
+def test_optimizer_comparison_shapes_and_sgd_is_slowest():
+    result = optimizer_comparison(TRAIN, TEST, iterations=60, batch_size=32, report_every=20)
+    assert list(result["loss"]) == ["SGD", "Momentum", "AdaGrad", "Adam"]
+    start = {name: loss[0] for name, loss in result["loss"].items()}
+    assert len(set(start.values())) == 1  # same initial params, same first batch
+    final = result["final_smoothed"]
+    assert final["SGD"] > max(final["Momentum"], final["AdaGrad"], final["Adam"])
+    assert result["config"]["optimizers"]["Adam"]["lr"] == 0.001
+
+
+def test_optimizer_comparison_takes_other_optimizers():
+    result = optimizer_comparison(TRAIN, iterations=5, batch_size=32, report_every=5,
+                                  optimizers={"nesterov": ("nesterov", {"lr": 0.01})}, hidden_sizes=(8,))
+    assert list(result["loss"]) == ["nesterov"] and result["loss"]["nesterov"].shape == (5,)
+    assert "test_accuracy" not in result
+
+
+def tiny_overfitting(**kwargs):
+    options = dict(num_train=50, hidden_sizes=(30,) * 3, epochs=40, batch_size=10, lr=0.05)
+    options.update(kwargs)
+    return overfitting_comparison(TRAIN, TEST, **options)
+
+
+def test_overfitting_shapes_keys_and_determinism():
+    a = tiny_overfitting(epochs=4)
+    b = tiny_overfitting(epochs=4)
+    assert list(a["train_acc"]) == list(BOOK_VARIANTS) == ["plain", "weight decay", "dropout"]
+    np.testing.assert_array_equal(a["epoch"], np.arange(5))
+    for name in BOOK_VARIANTS:
+        assert a["train_acc"][name].shape == a["test_acc"][name].shape == (5,)
+        assert a["loss"][name].shape == (4 * 5,)  # 50 images / batch 10 = 5 iterations per epoch
+        np.testing.assert_array_equal(a["train_acc"][name], b["train_acc"][name])
+        np.testing.assert_array_equal(a["test_acc"][name], b["test_acc"][name])
+        assert a["final"][name]["train"] == a["train_acc"][name][-1]
+    # the variants really differ (same start, same batches)
+    assert a["train_acc"]["plain"][0] == a["train_acc"]["dropout"][0]
+    assert not np.array_equal(a["loss"]["plain"], a["loss"]["dropout"])
+    assert a["config"]["variants"]["dropout"] == {"dropout": 0.2}
+
+
+def test_overfitting_findings_plain_overfits_and_weight_decay_narrows_the_gap():
+    final = tiny_overfitting()["final"]
+    assert final["plain"]["train"] > 0.9
+    assert final["plain"]["gap"] > 0.3
+    assert final["weight decay"]["gap"] < final["plain"]["gap"]
+
+
+@pytest.mark.parametrize("kwargs, match", [({"num_train": 0}, "num_train"), ({"num_train": 10**6}, "num_train")])
+def test_overfitting_bad_num_train(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_overfitting(**kwargs)
+
+
+def test_training_experiments_need_flat_inputs():
+    with pytest.raises(ValueError, match="shape"):
+        weight_init_comparison((np.zeros((4, 2, 2)), np.zeros(4, int)), iterations=1)

@@ -1,0 +1,257 @@
+"""The chapter-6 experiments as subcommands: weight-init, activation-histograms, optimizers, overfitting, all.
+
+Each writes its PNG plot(s) and a JSON of the data into ``--out`` and prints a
+table. Heavy imports (the experiments, the loader, matplotlib) happen inside
+the run functions so that ``minigrad-nets --help`` stays fast.
+"""
+import argparse
+import os
+import sys
+import time
+import warnings
+
+from ..gradients import METHODS
+
+# per experiment: full-run defaults and the --quick overrides (a smoke test of a few seconds)
+DEFAULTS = {
+    "weight-init": {"iterations": 2000, "report_every": 100},
+    "optimizers": {"iterations": 2000, "report_every": 100},
+    "activation-histograms": {"num_inputs": 1000},
+    "overfitting": {"epochs": 200, "num_test": None},
+}
+QUICK = {
+    "weight-init": {"iterations": 100, "report_every": 20},
+    "optimizers": {"iterations": 100, "report_every": 20},
+    "activation-histograms": {"num_inputs": 200},
+    "overfitting": {"epochs": 10, "num_test": 1000},
+}
+HELP = {
+    "weight-init": "train a 5-layer ReLU net from std 0.01 / Xavier / He weights and compare the loss",
+    "activation-histograms": "histograms of each layer's activations for 4 weight scales x 3 activations",
+    "optimizers": "compare SGD, Momentum, AdaGrad and Adam training the same 5-layer ReLU net on MNIST",
+    "overfitting": "train a 7-layer net on 300 images: plain vs weight decay vs dropout, accuracy per epoch",
+    "all": "run weight-init, activation-histograms, optimizers and overfitting in turn",
+}
+DESCRIPTION_DATA = ("MNIST is read from --data-dir, else $MINIGRAD_NETS_DATA, else the user cache; "
+                    "when none holds it, the 10,000-image subset shipped with the package is used "
+                    "(with --download the full set is fetched into the cache first).")
+
+
+def register(subparsers):
+    """Add the experiment subcommands to the CLI."""
+    for name in ("weight-init", "activation-histograms", "optimizers", "overfitting", "all"):
+        needs_data = name != "activation-histograms"
+        parser = subparsers.add_parser(
+            name, help=HELP[name], description=HELP[name] + "." + (" " + DESCRIPTION_DATA if needs_data else ""))
+        parser.add_argument("--out", default="results", metavar="DIR",
+                            help="directory for the PNG plot(s) and the JSON of the data (default: results)")
+        parser.add_argument("--seed", type=_non_negative_int, default=0,
+                            help="seed for weights, minibatch order and random inputs (default: 0)")
+        parser.add_argument("--quick", action="store_true", help="a short run for smoke tests (seconds)")
+        parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+        if needs_data:
+            parser.add_argument("--data-dir", metavar="DIR", help="directory holding the four MNIST IDX files (an error if they are not there)")
+            parser.add_argument("--download", action="store_true",
+                                help="download full MNIST into the cache when it is not found")
+            parser.add_argument("--method", default="backprop", choices=sorted(METHODS),
+                                help="gradient path (default: backprop, the fastest exact one)")
+        if name in ("weight-init", "optimizers", "all"):
+            parser.add_argument("--iterations", type=_positive_int,
+                                help="training iterations (default 2000; 100 with --quick)")
+        if name in ("overfitting", "all"):
+            parser.add_argument("--epochs", type=_positive_int,
+                                help="training epochs (default 200: the book's 201 measurements; 10 with --quick)")
+        if name in ("activation-histograms", "all"):
+            parser.add_argument("--num-inputs", type=_positive_int,
+                                help="random inputs per histogram (default 1000; 200 with --quick)")
+        parser.set_defaults(func=RUNNERS[name])
+
+
+# ---------------------------------------------------------------- runners
+
+
+def run_weight_init(args, data=None):
+    """The weight-init subcommand: returns the exit status."""
+    from ..experiments import weight_init_comparison
+
+    options = _options("weight-init", args)
+    (train, test), source = data or load_data(args)
+    started = time.perf_counter()
+    result = weight_init_comparison(train, test, iterations=options["iterations"],
+                                    report_every=options["report_every"], seed=args.seed, method=args.method,
+                                    progress=args.progress)
+    result["data_source"] = str(source)
+    config = result["config"]
+    print(f"weight-init: ReLU net {'-'.join(map(str, config['layers']))}, {config['optimizer']}, "
+          f"batch {config['batch_size']}, {config['iterations']} iterations, seed {args.seed}")
+    _print_loss_table(result)
+    paths = _save(args, "weight-init", result, {"weight-init.png": lambda plotting, path: plotting.plot_loss_curves(
+        result, path, title="Weight init: training loss (smoothed)")})
+    _done(paths, started)
+    return 0
+
+
+def run_optimizers(args, data=None):
+    """The optimizers subcommand: returns the exit status."""
+    from ..experiments import optimizer_comparison
+
+    options = _options("optimizers", args)
+    (train, test), source = data or load_data(args)
+    started = time.perf_counter()
+    result = optimizer_comparison(train, test, iterations=options["iterations"],
+                                  report_every=options["report_every"], seed=args.seed, method=args.method,
+                                  progress=args.progress)
+    result["data_source"] = str(source)
+    config = result["config"]
+    rates = ", ".join(f"{name} lr {spec['lr']:g}" for name, spec in config["optimizers"].items())
+    print(f"optimizers: ReLU net {'-'.join(map(str, config['layers']))} (He), batch {config['batch_size']}, "
+          f"{config['iterations']} iterations, seed {args.seed}; {rates}")
+    _print_loss_table(result)
+    paths = _save(args, "optimizers", result, {"optimizers.png": lambda plotting, path: plotting.plot_loss_curves(
+        result, path, title="Optimizers on MNIST: training loss (smoothed)")})
+    _done(paths, started)
+    return 0
+
+
+def run_activation_histograms(args, data=None):
+    """The activation-histograms subcommand: returns the exit status."""
+    from ..experiments import activation_histograms
+
+    options = _options("activation-histograms", args)
+    started = time.perf_counter()
+    result = activation_histograms(num_inputs=options["num_inputs"], seed=args.seed)
+    config = result["config"]
+    print(f"activation-histograms: {config['num_layers']} layers x {config['width']} units, "
+          f"{config['num_inputs']} standard-normal inputs, seed {args.seed}")
+    print("std of each layer's activations (layer 1 .. last):")
+    print(f"{'activation':<10} {'init':<9} " + " ".join(f"{f'L{i + 1}':>8}" for i in range(config["num_layers"])))
+    for activation, runs in result["results"].items():
+        for name, stats in runs.items():
+            print(f"{activation:<10} {name:<9} " + " ".join(f"{s:8.3g}" for s in stats["std"]))
+    plots = {f"activation-histograms-{a}.png":
+             (lambda plotting, path, a=a: plotting.plot_activation_histograms(result, a, path))
+             for a in result["results"]}
+    paths = _save(args, "activation-histograms", result, plots)
+    _done(paths, started)
+    return 0
+
+
+def run_overfitting(args, data=None):
+    """The overfitting subcommand: returns the exit status."""
+    from ..experiments import overfitting_comparison
+
+    options = _options("overfitting", args)
+    (train, test), source = data or load_data(args)
+    if options["num_test"] is not None:
+        test = (test[0][:options["num_test"]], test[1][:options["num_test"]])
+    started = time.perf_counter()
+    result = overfitting_comparison(train, test, epochs=options["epochs"], seed=args.seed, method=args.method,
+                                    progress=args.progress)
+    result["data_source"] = str(source)
+    config = result["config"]
+    print(f"overfitting: ReLU net {'-'.join(map(str, config['layers']))} on {config['num_train']} training "
+          f"images, {config['optimizer']}, batch {config['batch_size']}, {config['epochs']} epochs, "
+          f"test on {config['num_test']:,} images, seed {args.seed}")
+    print(f"{'variant':<14} {'setting':<18} {'train acc':>9} {'test acc':>9} {'gap':>7}")
+    for name, final in result["final"].items():
+        setting = ", ".join(f"{k} {v:g}" for k, v in config["variants"][name].items()) or "-"
+        print(f"{name:<14} {setting:<18} {final['train']:9.4f} {final['test']:9.4f} {final['gap']:7.4f}")
+    paths = _save(args, "overfitting", result,
+                  {"overfitting.png": lambda plotting, path: plotting.plot_accuracy_curves(result, path)})
+    _done(paths, started)
+    return 0
+
+
+def run_all(args):
+    """Run the four experiments in turn, loading MNIST once; returns the exit status."""
+    data = load_data(args)
+    status = 0
+    for runner in (run_weight_init, run_activation_histograms, run_optimizers, run_overfitting):
+        print()
+        status = max(status, runner(args, data))
+    return status
+
+
+RUNNERS = {"weight-init": run_weight_init, "activation-histograms": run_activation_histograms,
+           "optimizers": run_optimizers, "overfitting": run_overfitting, "all": run_all}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def load_data(args):
+    """``((train, test), source)`` from the MNIST loader, announcing the source on stdout."""
+    from .. import datasets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", datasets.EmbeddedDataWarning)  # said below, in plain words
+        train, test, source = datasets.load_mnist(args.data_dir, download=args.download, progress=args.progress,
+                                                  return_source=True)
+    print(f"data: {source}")
+    if source.kind == "embedded":
+        print("      (full MNIST not found: pass --data-dir DIR, set $MINIGRAD_NETS_DATA, or use --download)")
+    return (train, test), source
+
+
+def _options(name, args):
+    """The experiment's sizes: defaults, replaced by the --quick ones, replaced by explicit flags."""
+    options = dict(DEFAULTS[name])
+    if args.quick:
+        options.update(QUICK[name])
+    for key in ("iterations", "epochs", "num_inputs"):
+        if key in options and getattr(args, key, None) is not None:
+            options[key] = getattr(args, key)
+    if "report_every" in options:
+        options["report_every"] = min(options["report_every"], options["iterations"])
+    return options
+
+
+def _save(args, name, result, plots):
+    """Write ``name``.json and each ``{filename: draw(plotting, path)}`` plot into args.out; returns the paths."""
+    from .. import plotting
+    from ..experiments import write_json
+
+    os.makedirs(args.out, exist_ok=True)
+    paths = [write_json(os.path.join(args.out, f"{name}.json"), result)]
+    try:
+        plotting.require_matplotlib()
+    except ImportError as err:
+        print(f"note: {err}; wrote the data only", file=sys.stderr)
+        return paths
+    for filename, draw in plots.items():
+        path = os.path.join(args.out, filename)
+        draw(plotting, path)
+        paths.append(path)
+    return paths
+
+
+def _print_loss_table(result):
+    names = list(result["loss"])
+    width = max(10, *(len(n) + 1 for n in names))
+    print(f"{'iteration':>9} " + " ".join(f"{n:>{width}}" for n in names))
+    for row, it in enumerate(result["report_iteration"]):
+        print(f"{it:>9} " + " ".join(f"{result['report_loss'][n][row]:>{width}.4f}" for n in names))
+    last = len(result["iteration"]) - 1
+    print(f"{f'{last} raw':>9} " + " ".join(f"{result['loss'][n][-1]:>{width}.4f}" for n in names))
+    print(f"{'smoothed':>9} " + " ".join(f"{result['final_smoothed'][n]:>{width}.4f}" for n in names))
+    print(f"{'train acc':>9} " + " ".join(f"{result['train_accuracy'][n]:>{width}.4f}" for n in names))
+    if "test_accuracy" in result:
+        print(f"{'test acc':>9} " + " ".join(f"{result['test_accuracy'][n]:>{width}.4f}" for n in names))
+
+
+def _done(paths, started):
+    print(f"wrote {', '.join(paths)} ({time.perf_counter() - started:.1f} s)")
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value

@@ -1,0 +1,122 @@
+"""The experiment subcommands: --help, and --quick runs that write their PNG(s) and JSON and exit 0."""
+import json
+
+import numpy as np
+import pytest
+
+from minigrad_nets import cli, datasets
+from minigrad_nets.commands import experiments as commands
+
+SUBCOMMANDS = ["weight-init", "activation-histograms", "optimizers", "overfitting", "all"]
+OUTPUTS = {
+    "weight-init": ["weight-init.json", "weight-init.png"],
+    "optimizers": ["optimizers.json", "optimizers.png"],
+    "overfitting": ["overfitting.json", "overfitting.png"],
+    "activation-histograms": ["activation-histograms.json", "activation-histograms-sigmoid.png",
+                              "activation-histograms-tanh.png", "activation-histograms-relu.png"],
+}
+OUTPUTS["all"] = [name for files in OUTPUTS.values() for name in files]
+
+
+@pytest.fixture
+def tiny_mnist(monkeypatch):
+    """Replace the MNIST loader of the commands with 400 / 100 random 'images' (no files read)."""
+    rng = np.random.default_rng(0)
+    data = ((rng.random((400, 784), dtype=np.float32), rng.integers(0, 10, 400)),
+            (rng.random((100, 784), dtype=np.float32), rng.integers(0, 10, 100)))
+    source = datasets.DataSource("mnist", "data_dir", "/fake/mnist", 400, 100)
+    calls = []
+
+    def fake_load(args):
+        calls.append(args)
+        print(f"data: {source}")
+        return data, source
+
+    monkeypatch.setattr(commands, "load_data", fake_load)
+    return calls
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--out", "--seed", "--quick", "--no-progress"):
+        assert flag in text
+    if name != "activation-histograms":
+        assert "--data-dir" in text
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_quick_run_writes_png_and_json(name, tiny_mnist, tmp_path, capsys):
+    out = tmp_path / "out"
+    extra = ["--iterations", "20", "--epochs", "2"] if name == "all" else []  # `all` only checks the plumbing
+    assert cli.main([name, "--quick", "--no-progress", "--out", str(out), *extra]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS[name])
+    for filename in OUTPUTS[name]:
+        path = out / filename
+        if filename.endswith(".png"):
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        else:
+            data = json.loads(path.read_text())
+            assert "config" in data
+    text = capsys.readouterr().out
+    assert "wrote" in text
+    if name != "activation-histograms":
+        assert "data: MNIST" in text
+        assert len(tiny_mnist) == 1  # `all` loads the data once
+
+
+def test_weight_init_table_and_json_agree(tiny_mnist, tmp_path, capsys):
+    assert cli.main(["weight-init", "--quick", "--no-progress", "--iterations", "30", "--seed", "3",
+                     "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "weight-init.json").read_text())
+    assert data["config"]["iterations"] == 30 and data["config"]["seed"] == 3
+    assert data["data_source"].startswith("MNIST")
+    assert len(data["loss"]["he"]) == 30
+    text = capsys.readouterr().out
+    header = next(line for line in text.splitlines() if line.lstrip().startswith("iteration"))
+    assert header.split() == ["iteration", "std=0.01", "xavier", "he"]
+    smoothed = next(line for line in text.splitlines() if line.lstrip().startswith("smoothed")).split()[1:]
+    np.testing.assert_allclose([float(v) for v in smoothed],
+                               [data["final_smoothed"][n] for n in ("std=0.01", "xavier", "he")], atol=5e-5)
+
+
+def test_overfitting_epochs_flag(tiny_mnist, tmp_path):
+    assert cli.main(["overfitting", "--no-progress", "--epochs", "2", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "overfitting.json").read_text())
+    assert data["epoch"] == [0, 1, 2]
+    assert data["config"]["num_train"] == 300 and data["config"]["num_test"] == 100
+
+
+@pytest.mark.parametrize("argv", [["weight-init", "--iterations", "0"], ["overfitting", "--epochs", "-1"],
+                                  ["weight-init", "--seed", "x"]])
+def test_bad_numbers_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert "error: argument" in capsys.readouterr().err
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
+    status = cli.main(["weight-init", "--quick", "--no-progress", "--data-dir", str(tmp_path / "nowhere"),
+                       "--out", str(tmp_path / "out")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "nowhere" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_default_run_uses_the_embedded_subset_offline(monkeypatch, tmp_path, capsys):
+    """`minigrad-nets weight-init` on a fresh machine: no data anywhere, no network -> the shipped subset."""
+    monkeypatch.delenv(datasets.ENV_DATA_DIR, raising=False)
+    monkeypatch.setenv(datasets.ENV_OFFLINE, "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["weight-init", "--quick", "--no-progress", "--iterations", "10"]) == 0
+    text = capsys.readouterr().out
+    assert "embedded subset" in text
+    assert (tmp_path / "results" / "weight-init.png").is_file()
+    data = json.loads((tmp_path / "results" / "weight-init.json").read_text())
+    assert "embedded" in data["data_source"]
