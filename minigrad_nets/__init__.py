@@ -3,6 +3,8 @@ from . import functions, initializers, layers, tree
 from .functions import (cross_entropy, log_softmax, logsumexp, mean_squared_error, relu, sigmoid,
                         softmax, tanh)
 from .gradients import grad, value_and_grad
+from .gradients.check import GradientCheckError, GradientReport, check_gradients
+from .gradients.numerical import numerical_grad
 from .layers import Dense, Dropout, Flatten, Layer, Relu, Sigmoid, Tanh, serial
 from .network import Network, mlp
 from . import datasets, optimizers
