@@ -109,10 +109,10 @@ class DataSource(NamedTuple):
     n_test: int
 
     def __str__(self):
-        what = "embedded subset" if self.kind == "embedded" else "dataset"
+        what = "embedded subset, " if self.kind == "embedded" else ""
         how = {"data_dir": "data_dir", "env": f"${ENV_DATA_DIR}", "cache": "user cache",
                "download": "downloaded", "embedded": "shipped with minigrad_nets"}[self.kind]
-        return (f"{SPECS[self.dataset].title}: {what}, {self.n_train:,} train / {self.n_test:,} test images "
+        return (f"{SPECS[self.dataset].title}: {what}{self.n_train:,} train / {self.n_test:,} test images "
                 f"from {self.directory} ({how})")
 
 
