@@ -4,7 +4,7 @@ Where the four files are looked for, in order (each file gzip-compressed
 ``NAME.gz`` or raw ``NAME``; the first directory holding all four wins):
 
 1. ``data_dir`` if given, then ``data_dir/<dataset>``;
-2. ``$MINIGRAD_NETS_DATA/<dataset>``, then ``$MINIGRAD_NETS_DATA``;
+2. ``$MINIGRAD_NETS_DATA/<dataset>``, then (MNIST only) ``$MINIGRAD_NETS_DATA`` itself;
 3. the user cache, ``$XDG_CACHE_HOME/minigrad_nets/<dataset>`` (default ``~/.cache/...``).
 
 When none holds them and ``download=True`` (and ``$MINIGRAD_NETS_OFFLINE`` is
@@ -250,7 +250,9 @@ def search_dirs(dataset, data_dir=None):
         dirs += [("data_dir", Path(data_dir)), ("data_dir", Path(data_dir) / dataset)]
     env = os.environ.get(ENV_DATA_DIR)
     if env:
-        dirs += [("env", Path(env) / dataset), ("env", Path(env))]
+        dirs.append(("env", Path(env) / dataset))
+        if dataset == "mnist":  # the four files right in $MINIGRAD_NETS_DATA are taken to be MNIST
+            dirs.append(("env", Path(env)))
     dirs.append(("cache", cache_dir() / dataset))
     return dirs
 

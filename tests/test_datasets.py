@@ -224,6 +224,14 @@ def test_search_order(clean_env, monkeypatch):
     assert kinds == ["data_dir", "data_dir", "cache"]
 
 
+def test_flat_env_directory_is_mnist_only(clean_env, monkeypatch):
+    write_dataset(clean_env / "env")  # MNIST-named files right in $MINIGRAD_NETS_DATA
+    monkeypatch.setenv(datasets.ENV_DATA_DIR, str(clean_env / "env"))
+    assert mg.datasets.locate_mnist().kind == "env"
+    assert mg.datasets.locate_fashion_mnist() is None
+    assert [d.name for _, d in datasets.search_dirs("fashion_mnist")] == ["fashion_mnist", "fashion_mnist"]
+
+
 def test_incomplete_directory_is_skipped(clean_env, monkeypatch):
     write_dataset(clean_env / "env", n_train=4)
     (clean_env / "env" / f"{FILES['test_labels']}.gz").unlink()
