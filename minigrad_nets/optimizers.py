@@ -26,12 +26,13 @@ class Optimizer(NamedTuple):
 
 
 def _check_rate(name, value, low=0.0, high=None, low_open=True):
-    value = float(value) if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) \
-        else value
-    if not isinstance(value, float) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
-    if (value <= low if low_open else value < low) or (high is not None and value >= high):
-        interval = f"{'(' if low_open else '['}{low:g}, {'inf)' if high is None else f'{high:g})'}"
+    """``value`` as a float if it lies in the interval; a clear TypeError / ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    if not math.isfinite(value) or too_low or (high is not None and value >= high):
+        interval = f"{'(' if low_open else '['}{low:g}, {'inf' if high is None else f'{high:g}'})"
         raise ValueError(f"{name} must lie in {interval}, got {value}")
     return value
 
@@ -53,9 +54,9 @@ def _leafwise(rule, params, grads, *trees):
     return [tree_unflatten(params, [r[k] for r in results]) for k in range(1 + len(trees))]
 
 
-def _lr(p, lr):
-    """``lr`` as a scalar of p's dtype, so float32 params stay float32."""
-    return np.asarray(lr, dtype=p.dtype)
+def _scalar(p, value):
+    """``value`` as a 0-d array of p's dtype, so float32 params stay float32."""
+    return np.asarray(value, dtype=p.dtype)
 
 
 def sgd(lr=0.01):
@@ -67,7 +68,7 @@ def sgd(lr=0.01):
 
     def update(params, grads, state):
         _check_step(params, grads, state, {})
-        (new,) = _leafwise(lambda p, g: (p - _lr(p, lr) * g.astype(p.dtype, copy=False),), params, grads)
+        (new,) = _leafwise(lambda p, g: (p - _scalar(p, lr) * g.astype(p.dtype, copy=False),), params, grads)
         return new, {}
 
     return Optimizer("sgd", init, update)
@@ -81,7 +82,7 @@ def momentum(lr=0.01, momentum=0.9):
         return {"v": _zeros_like(params)}
 
     def rule(p, g, v):
-        v = _lr(p, mu) * v - _lr(p, lr) * g.astype(p.dtype, copy=False)
+        v = _scalar(p, mu) * v - _scalar(p, lr) * g.astype(p.dtype, copy=False)
         return p + v, v
 
     def update(params, grads, state):
@@ -101,8 +102,8 @@ def nesterov(lr=0.01, momentum=0.9):
 
     def rule(p, g, v):
         g = g.astype(p.dtype, copy=False)
-        v = _lr(p, mu) * v - _lr(p, lr) * g
-        return p + _lr(p, mu * mu) * v - _lr(p, (1 + mu) * lr) * g, v
+        v = _scalar(p, mu) * v - _scalar(p, lr) * g
+        return p + _scalar(p, mu * mu) * v - _scalar(p, (1 + mu) * lr) * g, v
 
     def update(params, grads, state):
         _check_step(params, grads, state, {"v": params})
@@ -122,7 +123,7 @@ def adagrad(lr=0.01):
     def rule(p, g, h):
         g = g.astype(p.dtype, copy=False)
         h = h + g * g
-        return p - _lr(p, lr) * g / (np.sqrt(h) + _lr(p, EPS)), h
+        return p - _scalar(p, lr) * g / (np.sqrt(h) + _scalar(p, EPS)), h
 
     def update(params, grads, state):
         _check_step(params, grads, state, {"h": params})
@@ -141,8 +142,8 @@ def rmsprop(lr=0.01, decay_rate=0.99):
 
     def rule(p, g, h):
         g = g.astype(p.dtype, copy=False)
-        h = _lr(p, decay) * h + _lr(p, 1 - decay) * g * g
-        return p - _lr(p, lr) * g / (np.sqrt(h) + _lr(p, EPS)), h
+        h = _scalar(p, decay) * h + _scalar(p, 1 - decay) * g * g
+        return p - _scalar(p, lr) * g / (np.sqrt(h) + _scalar(p, EPS)), h
 
     def update(params, grads, state):
         _check_step(params, grads, state, {"h": params})
@@ -172,9 +173,9 @@ def adam(lr=0.001, beta1=0.9, beta2=0.999):
 
         def rule(p, g, m, v):
             g = g.astype(p.dtype, copy=False)
-            m = m + _lr(p, 1 - b1) * (g - m)
-            v = v + _lr(p, 1 - b2) * (g * g - v)
-            return p - _lr(p, lr_t) * m / (np.sqrt(v) + _lr(p, EPS)), m, v
+            m = m + _scalar(p, 1 - b1) * (g - m)
+            v = v + _scalar(p, 1 - b2) * (g * g - v)
+            return p - _scalar(p, lr_t) * m / (np.sqrt(v) + _scalar(p, EPS)), m, v
 
         new_params, m, v = _leafwise(rule, params, grads, state["m"], state["v"])
         return new_params, {"m": m, "step": np.asarray(step, np.float64), "v": v}
