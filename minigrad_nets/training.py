@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .checks import labels_or_targets
-from .gradients import value_and_grad
+from .gradients import METHODS, value_and_grad
 from .tree import check_same_shapes, tree_leaves_with_paths, tree_unflatten
 
 CHECKPOINT_FORMAT = 1
@@ -209,6 +209,8 @@ def fit(net, params, optimizer, train_data, *, test_data=None, epochs=None, iter
             raise ValueError("checkpoint_every needs a checkpoint path")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path")
+    if method not in METHODS:
+        raise ValueError(f"unknown gradient method {method!r}; choose one of {sorted(METHODS)}")
 
     meta = {"format": CHECKPOINT_FORMAT, "seed": seed, "batch_size": batch_size, "n_train": n,
             "data_crc32": _fingerprint(x, t), "optimizer": getattr(optimizer, "name", "?"), "method": method}

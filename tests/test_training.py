@@ -220,6 +220,8 @@ def test_bad_arguments():
         mg.fit(net, net.init(0), mg.sgd(), (x, t), iterations=1, batch_size=0, progress=False)
     with pytest.raises(TypeError, match="optimizer"):
         mg.fit(net, net.init(0), "adam", (x, t), iterations=1, progress=False)
+    with pytest.raises(ValueError, match="unknown gradient method 'magic'"):
+        mg.fit(net, net.init(0), mg.sgd(), (x, t), iterations=1, method="magic", progress=False)
     with pytest.raises(ValueError, match="resume=True needs a checkpoint"):
         mg.fit(net, net.init(0), mg.sgd(), (x, t), iterations=1, resume=True, progress=False)
 
