@@ -193,3 +193,42 @@ def test_overfitting_bad_num_train(kwargs, match):
 def test_training_experiments_need_flat_inputs():
     with pytest.raises(ValueError, match="shape"):
         weight_init_comparison((np.zeros((4, 2, 2)), np.zeros(4, int)), iterations=1)
+
+
+# ---------------------------------------------------------------- results on disk
+
+import json  # noqa: E402
+
+from minigrad_nets.experiments import to_jsonable, write_json  # noqa: E402
+
+
+def test_to_jsonable_converts_numpy_and_non_finite_values():
+    data = {"a": np.arange(3), "b": {"c": np.float32(1.5), 2: (np.int64(4), float("nan"))}, "d": np.array([np.inf])}
+    assert to_jsonable(data) == {"a": [0, 1, 2], "b": {"c": 1.5, "2": [4, None]}, "d": [None]}
+
+
+def test_write_json_round_trips_and_replaces_atomically(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text("old")
+    write_json(path, {"x": np.linspace(0, 1, 3)})
+    assert json.loads(path.read_text()) == {"x": [0.0, 0.5, 1.0]}
+    with pytest.raises(TypeError):
+        write_json(path, {"x": object()})  # not serialisable: nothing is written
+    assert json.loads(path.read_text()) == {"x": [0.0, 0.5, 1.0]}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_atomic_write_failing_midway_leaves_the_old_file_and_no_temp(tmp_path):
+    from minigrad_nets.experiments.results import atomic_write
+
+    path = tmp_path / "r.json"
+    path.write_text("old")
+
+    def write_then_fail(f):
+        f.write("half of a new file")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(path, write_then_fail)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]

@@ -85,8 +85,9 @@ def run_weight_init(args, data=None):
     print(f"weight-init: ReLU net {'-'.join(map(str, config['layers']))}, {config['optimizer']}, "
           f"batch {config['batch_size']}, {config['iterations']} iterations, seed {args.seed}")
     _print_loss_table(result)
-    paths = _save(args, "weight-init", result, {"weight-init.png": lambda plotting, path: plotting.plot_loss_curves(
-        result, path, title="Weight init: training loss (smoothed)")})
+    title = f"Weight init: training loss (smoothed), {config['num_train']:,} MNIST training images"
+    paths = _save(args, "weight-init", result,
+                  {"weight-init.png": lambda plotting, path: plotting.plot_loss_curves(result, path, title=title)})
     _done(paths, started)
     return 0
 
@@ -107,8 +108,9 @@ def run_optimizers(args, data=None):
     print(f"optimizers: ReLU net {'-'.join(map(str, config['layers']))} (He), batch {config['batch_size']}, "
           f"{config['iterations']} iterations, seed {args.seed}; {rates}")
     _print_loss_table(result)
-    paths = _save(args, "optimizers", result, {"optimizers.png": lambda plotting, path: plotting.plot_loss_curves(
-        result, path, title="Optimizers on MNIST: training loss (smoothed)")})
+    title = f"Optimizers: training loss (smoothed), {config['num_train']:,} MNIST training images"
+    paths = _save(args, "optimizers", result,
+                  {"optimizers.png": lambda plotting, path: plotting.plot_loss_curves(result, path, title=title)})
     _done(paths, started)
     return 0
 
