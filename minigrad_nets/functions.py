@@ -6,7 +6,8 @@ not probabilities: softmax and the log are fused, which is what keeps them exact
 
 Edge cases, decided once for all functions here:
 
-- ``-inf`` logits are allowed (masked classes): they get probability 0.
+- ``-inf`` logits are allowed (masked classes): they get probability 0, and a
+  cross-entropy whose target is a masked class is ``+inf`` (its exact value).
 - A row whose logits are all ``-inf``, any ``+inf`` logit, or any NaN raises
   ``ValueError``: softmax is undefined there and a NaN result would be silent.
 - An empty batch gives an empty softmax; a loss over an empty batch (a mean of
@@ -99,6 +100,9 @@ def cross_entropy(logits, t):
     ``t`` may hold integer labels in ``[0, C)`` or float rows that are one-hot
     or probability vectors; one-hot targets give exactly the labels' value.
     The gradient with respect to the logits is ``(softmax - onehot) / B``.
+    The value is finite whenever the exact mean loss is representable; it is
+    ``+inf`` only beyond that (a gap ``max z - z_y`` past the float range, or
+    a target on a masked ``-inf`` class).
     """
     z = as_float_array(logits, "logits")
     shape = onp.shape(getval(z))
@@ -108,15 +112,21 @@ def cross_entropy(logits, t):
     kind, tv = labels_or_targets(t, shape[:-1], shape[-1])
     if kind == "targets" and onp.all((tv == 0) | (tv == 1)):
         kind, tv = "labels", onp.argmax(tv, axis=-1)
-    s = _shifted(np.reshape(z, (count, shape[-1])), -1)
-    log_norm = np.log(np.sum(np.exp(s), axis=1))
-    if kind == "labels":
-        picked = s[onp.arange(count), onp.reshape(tv, -1)]
-        return np.sum(log_norm - picked) / count
-    tv = onp.reshape(tv, (count, shape[-1])).astype(getval(s).dtype, copy=False)
-    # Where a target is 0 its log-probability may be -inf; 0 * -inf must count as 0.
-    safe = np.where(tv > 0, s, 0.0)
-    return (np.sum(log_norm) - np.sum(tv * safe)) / count
+    z = np.reshape(z, (count, shape[-1]))
+    m = _row_max(z, -1)
+    # Per example the loss is log_norm + (max z - z_y). The gap may pass the float range while the
+    # batch mean does not, so the mean is assembled from halves: m/2 - z/2 cannot overflow, and
+    # only the final doubling can, when the exact mean itself is past the range (an honest +inf).
+    with onp.errstate(over="ignore"):
+        log_norm = np.log(np.sum(np.exp(z - m), axis=1))  # z - m -> -inf past the range: exp -> 0
+        if kind == "labels":
+            rows = onp.arange(count)
+            half_gap = m[:, 0] / 2 - z[rows, onp.reshape(tv, -1)] / 2
+        else:
+            tv = onp.reshape(tv, (count, shape[-1])).astype(getval(z).dtype, copy=False)
+            # Where a target is 0 its gap may be +inf (a masked class); 0 * inf must count as 0.
+            half_gap = np.sum(tv * np.where(tv > 0, m / 2 - z / 2, 0.0), axis=1)
+        return 2 * np.sum((log_norm / 2 + half_gap) / count)
 
 
 def mean_squared_error(y, t):

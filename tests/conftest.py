@@ -1,0 +1,18 @@
+"""Hypothesis profiles for the property suite.
+
+- ``ci`` (the default): about 100 examples a property; the whole suite stays well under two minutes.
+- ``thorough``: 2,000 examples a property, for a local run: ``HYPOTHESIS_PROFILE=thorough pytest``.
+
+Both have ``deadline=None``: timing is not correctness, and the machines running this are shared.
+The example database is hypothesis's default ``.hypothesis/`` directory, which is gitignored
+(it replays a found failure first on the next run, and never enters the repo).
+"""
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=100, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=2000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
