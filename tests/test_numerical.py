@@ -260,3 +260,16 @@ def test_network_sampled_and_directional_modes_agree_with_autograd():
         est = mg.numerical_grad(net.loss, params, x, t, mode=mode, samples=4, seed=2)
         want = numerical.analytic_probes(auto, params, mode, samples=4, seed=2)
         assert max_leaf_norm_rel(est, want) < 1e-7
+
+
+def test_vectorised_path_handles_input_dropout_flatten_and_a_trailing_activation():
+    layers = (mg.Dropout(0.3), mg.Flatten, mg.Dense(5, "xavier"), mg.Sigmoid, mg.Flatten, mg.Dropout(0.2),
+              mg.Dense(4, "xavier"), mg.Tanh)
+    net = mg.Network(layers, 6, 4, weight_decay=0.02)
+    params = off_kinks(net.init(0))
+    x, t = batch(np.random.default_rng(4), 8, 6, 4)
+    assert numerical._baseline_blocks(net, params, x, 2) is not None  # really the vectorised path
+    fast = mg.numerical_grad(net.loss, params, x, t, 2)
+    loop = mg.numerical_grad(net.loss, params, x, t, 2, vectorize=False)
+    assert max_leaf_norm_rel(fast, loop) < 1e-7
+    assert max_leaf_norm_rel(fast, mg.grad(net, params, x, t, key=2)) < 1e-7
