@@ -108,12 +108,16 @@ def _elementwise(name, traced_fn, numpy_fn, grad_from_output):
 
 
 def _sigmoid_numpy(x):
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
+    y = np.where(x >= 0, 1, e)
+    y /= 1 + e  # in place: y is ours
+    return y
 
 
 # The backward rules, one line each: dx from the layer's output y and upstream dy.
-Relu = _elementwise("Relu", functions.relu, lambda x: np.maximum(x, 0), lambda y, dy: np.where(y > 0, dy, 0))
+# Relu multiplies by the 0/1 mask (y > 0) (gradient 0 at 0, the book's rule); it
+# never writes into dy, which belongs to the caller (the book's version does).
+Relu = _elementwise("Relu", functions.relu, lambda x: np.maximum(x, 0), lambda y, dy: dy * (y > 0))
 Sigmoid = _elementwise("Sigmoid", functions.sigmoid, _sigmoid_numpy, lambda y, dy: dy * y * (1 - y))
 Tanh = _elementwise("Tanh", functions.tanh, np.tanh, lambda y, dy: dy * (1 - y * y))
 

@@ -5,6 +5,7 @@ from importlib import import_module
 METHODS = {
     "autograd": "autodiff",
     "backprop": "backprop",
+    "autograd-fused": "fused",
     "numerical": "numerical",
 }
 

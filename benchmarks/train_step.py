@@ -1,0 +1,398 @@
+"""Time one training step (gradient + SGD update) of the book's 784-100-100-100-100-10 ReLU network at batch 128.
+
+Implementations, timed interleaved in one process so machine noise hits them alike:
+
+- ``book``: the book's way, written out below (Affine / Relu / SoftmaxWithLoss
+  objects with forward / backward, ``params[key] -= lr * grads[key]``);
+- ``backprop``, ``autograd``, ``autograd-fused``: ``mg.value_and_grad`` by that
+  method, then the same in-place SGD update on every leaf.
+
+Also measured: the matrix-product floor (the step's 14 matrix products alone,
+back to back, into preallocated outputs) and from it this machine's matmul
+GFLOP/s for exactly these shapes; each step's GFLOP/s counts those products
+only. Peak RSS is measured per (implementation, dtype) in a fresh subprocess.
+
+    .venv/bin/python benchmarks/train_step.py [--quick] [--json PATH] [--threads 2]
+"""
+import os
+import sys
+
+
+def _threads_from_argv(argv, default=2):
+    """The --threads value, read before numpy is imported (BLAS reads its thread count once, at load)."""
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--threads="):
+            return arg.split("=", 1)[1]
+    return str(default)
+
+
+_THREADS = _threads_from_argv(sys.argv)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = _THREADS
+
+import argparse  # noqa: E402
+import gzip  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import OrderedDict  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import minigrad_nets as mg  # noqa: E402
+from minigrad_nets.tree import tree_leaves  # noqa: E402
+
+SIZES = (784, 100, 100, 100, 100, 10)
+BATCH = 128
+LR = 0.01
+IMPLEMENTATIONS = ("book", "backprop", "autograd", "autograd-fused")
+MNIST_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist" / "train-images-idx3-ubyte.gz"
+
+
+# ---------------------------------------------------------------- the book's way (the reference)
+
+
+class BookAffine:
+    def __init__(self, W, b):
+        self.W, self.b = W, b
+        self.x = self.dW = self.db = None
+
+    def forward(self, x):
+        self.x = x
+        return np.dot(x, self.W) + self.b
+
+    def backward(self, dout):
+        dx = np.dot(dout, self.W.T)
+        self.dW = np.dot(self.x.T, dout)
+        self.db = np.sum(dout, axis=0)
+        return dx
+
+
+class BookRelu:
+    def __init__(self):
+        self.mask = None
+
+    def forward(self, x):
+        self.mask = x <= 0
+        out = x.copy()
+        out[self.mask] = 0
+        return out
+
+    def backward(self, dout):
+        dout[self.mask] = 0
+        return dout
+
+
+def book_softmax(x):
+    x = x - np.max(x, axis=-1, keepdims=True)
+    return np.exp(x) / np.sum(np.exp(x), axis=-1, keepdims=True)
+
+
+class BookSoftmaxWithLoss:
+    def __init__(self):
+        self.y = self.t = None
+
+    def forward(self, x, t):
+        self.t = t
+        self.y = book_softmax(x)
+        batch = self.y.shape[0]
+        return -np.sum(np.log(self.y[np.arange(batch), t] + 1e-7)) / batch
+
+    def backward(self, dout=1):
+        batch = self.t.shape[0]
+        dx = self.y.copy()
+        dx[np.arange(batch), self.t] -= 1
+        return dx / batch
+
+
+class BookMultiLayerNet:
+    """The book's MultiLayerNet (no weight decay): an OrderedDict of layers over a params dict."""
+
+    def __init__(self, params):
+        self.params = params
+        self.layers = OrderedDict()
+        count = len(params) // 2
+        for i in range(1, count + 1):
+            self.layers[f"Affine{i}"] = BookAffine(params[f"W{i}"], params[f"b{i}"])
+            if i < count:
+                self.layers[f"Relu{i}"] = BookRelu()
+        self.last_layer = BookSoftmaxWithLoss()
+
+    def loss(self, x, t):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return self.last_layer.forward(x, t)
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        grads = {}
+        for i in range(1, len(self.params) // 2 + 1):
+            grads[f"W{i}"] = self.layers[f"Affine{i}"].dW
+            grads[f"b{i}"] = self.layers[f"Affine{i}"].db
+        return grads
+
+
+def book_step(model, x, t):
+    """One book-style step: gradient, then SGD ``params[key] -= lr * grads[key]``."""
+    grads = model.gradient(x, t)
+    for key in model.params:
+        model.params[key] -= LR * grads[key]
+
+
+# ---------------------------------------------------------------- this library
+
+
+def library_step(method):
+    """A step by ``mg.value_and_grad(..., method)``, then the same in-place SGD update on every leaf."""
+
+    def step(state, x, t):
+        net, params = state
+        _, grads = mg.value_and_grad(net, params, x, t, method=method)
+        for p, g in zip(tree_leaves(params), tree_leaves(grads)):
+            p -= LR * g
+
+    return step
+
+
+def make_state(impl, dtype):
+    """``(state, step)`` for one implementation; every implementation starts from the same params."""
+    net = mg.mlp(SIZES[0], SIZES[1:-1], SIZES[-1], activation="relu", init="he", dtype=dtype)
+    params = net.init(0)
+    if impl == "book":
+        book_params = {}
+        for i, layer in enumerate(params, start=1):
+            book_params[f"W{i}"], book_params[f"b{i}"] = layer["W"], layer["b"]
+        return BookMultiLayerNet(book_params), book_step
+    return (net, params), library_step(impl)
+
+
+def final_params(impl, state):
+    """The flat list of parameter arrays after the run, in a common order."""
+    if impl == "book":
+        p = state.params
+        return [a for i in range(1, len(p) // 2 + 1) for a in (p[f"W{i}"], p[f"b{i}"])]
+    return [a for layer in state[1] for a in (layer["W"], layer["b"])]
+
+
+# ---------------------------------------------------------------- data, floor, FLOPs
+
+
+def load_batches(count, dtype, source="auto"):
+    """``count`` batches ``(x (128, 784) in [0, 1], labels (128,))``: real MNIST images if present, else synthetic."""
+    n = count * BATCH
+    if source in ("auto", "mnist") and MNIST_IMAGES.exists():
+        with gzip.open(MNIST_IMAGES, "rb") as f:  # stream only the first n images, not the whole file
+            f.read(16)
+            pixels = np.frombuffer(f.read(n * 784), dtype=np.uint8)
+        labels_path = MNIST_IMAGES.with_name("train-labels-idx1-ubyte.gz")
+        with gzip.open(labels_path, "rb") as f:
+            f.read(8)
+            labels = np.frombuffer(f.read(n), dtype=np.uint8).astype(np.int64)
+        x, used = (pixels.reshape(n, 784) / 255.0).astype(dtype), "mnist (first %d training images)" % n
+    elif source == "mnist":
+        raise SystemExit(f"MNIST not found at {MNIST_IMAGES}")
+    else:
+        rng = np.random.default_rng(0)
+        x, labels, used = rng.random((n, 784)).astype(dtype), rng.integers(0, 10, n), "synthetic uniform [0, 1)"
+    return [(x[i * BATCH:(i + 1) * BATCH], labels[i * BATCH:(i + 1) * BATCH]) for i in range(count)], used
+
+
+def matmul_flops(sizes=SIZES, batch=BATCH):
+    """FLOPs of a step's matrix products: forward, weight gradient, and input gradient except the first layer's."""
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    return sum(2 * batch * a * b * (3 if i > 0 else 2) for i, (a, b) in enumerate(pairs))
+
+
+def matmul_floor(dtype, repeats):
+    """Seconds per run of exactly the step's matrix products (same shapes), into preallocated outputs."""
+    rng = np.random.default_rng(0)
+    pairs = list(zip(SIZES[:-1], SIZES[1:]))
+    W = [rng.standard_normal((a, b)).astype(dtype) for a, b in pairs]
+    h = [rng.standard_normal((BATCH, a)).astype(dtype) for a, _ in pairs]
+    d = [rng.standard_normal((BATCH, b)).astype(dtype) for _, b in pairs]
+    out_f = [np.empty((BATCH, b), dtype) for _, b in pairs]
+    out_w = [np.empty((a, b), dtype) for a, b in pairs]
+    out_x = [np.empty((BATCH, a), dtype) for a, _ in pairs]
+
+    def products():
+        for i in range(len(pairs)):
+            np.matmul(h[i], W[i], out=out_f[i])
+        for i in range(len(pairs) - 1, -1, -1):
+            np.matmul(h[i].T, d[i], out=out_w[i])
+            if i:
+                np.matmul(d[i], W[i].T, out=out_x[i])
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        products()
+        times.append(time.perf_counter() - start)
+    return np.array(times)
+
+
+# ---------------------------------------------------------------- memory (child process)
+
+
+def peak_rss_child(impl, dtype, steps):
+    """Run ``steps`` training steps here and return this process's peak RSS in MB."""
+    if impl != "baseline":
+        batches, _ = load_batches(1, dtype)
+        state, step = make_state(impl, dtype)
+        for _ in range(steps):
+            step(state, *batches[0])
+    return own_peak_rss_mb()
+
+
+def own_peak_rss_mb():
+    """This process's peak RSS in MB: VmHWM from /proc (Linux), else ru_maxrss.
+
+    ru_maxrss alone would not do for a child: Linux carries the parent's peak
+    over fork + exec, so every child would report at least the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def peak_rss(impl, dtype, steps):
+    """Peak RSS (MB) of a fresh interpreter importing the library and running ``steps`` steps of ``impl``."""
+    cmd = [sys.executable, __file__, "--threads", _THREADS, "--memory-child", impl, dtype, str(steps)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["peak_rss_mb"])
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run(repeats, warmup, memory_steps, dtypes, data):
+    """All measurements: interleaved step times, the matmul floor, peak RSS. Returns the JSON-ready report."""
+    batches = {dt: load_batches(4, dt, data) for dt in dtypes}
+    states = {(impl, dt): make_state(impl, dt) for dt in dtypes for impl in IMPLEMENTATIONS}
+    times = {key: [] for key in states}
+    floor = {dt: [] for dt in dtypes}
+    order = list(IMPLEMENTATIONS)
+    rng = np.random.default_rng(0)
+    for r in range(warmup + repeats):
+        rng.shuffle(order)  # no implementation always runs right after the same one
+        for dt in dtypes:
+            x, t = batches[dt][0][r % len(batches[dt][0])]
+            for impl in order:
+                state, step = states[impl, dt]
+                start = time.perf_counter()
+                step(state, x, t)
+                elapsed = time.perf_counter() - start
+                if r >= warmup:
+                    times[impl, dt].append(elapsed)
+            floor_times = matmul_floor(dt, 1 if r < warmup else 3)
+            if r >= warmup:
+                floor[dt].extend(floor_times)
+
+    flops = matmul_flops()
+    results, floors = [], []
+    for dt in dtypes:
+        floor_median = float(np.median(floor[dt]))
+        floors.append({"dtype": dt, "median_ms": floor_median * 1e3, "min_ms": float(np.min(floor[dt])) * 1e3,
+                       "gflops": flops / floor_median / 1e9})
+        med = {impl: float(np.median(times[impl, dt])) for impl in IMPLEMENTATIONS}
+        mins = {impl: float(np.min(times[impl, dt])) for impl in IMPLEMENTATIONS}
+        reference = final_params("book", states["book", dt][0])
+        for impl in IMPLEMENTATIONS:
+            got = final_params(impl, states[impl, dt][0])
+            diff = max(float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)) for a, b in zip(got, reference))
+            results.append({
+                "dtype": dt, "impl": impl, "median_ms": med[impl] * 1e3, "min_ms": mins[impl] * 1e3,
+                "max_ms": float(np.max(times[impl, dt])) * 1e3,
+                "ratio_to_book": med[impl] / med["book"], "min_ratio_to_book": mins[impl] / mins["book"],
+                "ratio_to_backprop": med[impl] / med["backprop"],
+                "gflops": flops / med[impl] / 1e9, "fraction_of_matmul_peak": floor_median / med[impl],
+                "params_max_rel_diff_vs_book": diff,
+            })
+    memory = [{"impl": "baseline", "dtype": "-", "peak_rss_mb": peak_rss("baseline", "float64", 0)}]
+    memory += [{"impl": impl, "dtype": dt, "peak_rss_mb": peak_rss(impl, dt, memory_steps)}
+               for dt in dtypes for impl in IMPLEMENTATIONS]
+    return {
+        "benchmark": "train_step",
+        "config": {
+            "sizes": list(SIZES), "batch": BATCH, "activation": "relu", "lr": LR, "repeats": repeats,
+            "warmup": warmup, "threads": int(_THREADS), "memory_steps": memory_steps, "data": batches[dtypes[0]][1],
+            "matmul_flops_per_step": flops, "numpy": np.__version__, "python": platform.python_version(),
+            "machine": platform.machine(), "cpus": os.cpu_count(),
+        },
+        "results": results, "matmul_floor": floors, "memory": memory,
+    }
+
+
+def print_report(report):
+    """The report as plain-text tables."""
+    cfg = report["config"]
+    print(f"train step: {'-'.join(map(str, cfg['sizes']))} ReLU, batch {cfg['batch']}, {cfg['threads']} threads, "
+          f"{cfg['repeats']} interleaved repeats, data: {cfg['data']}")
+    print(f"{'dtype':8} {'implementation':15} {'median ms':>9} {'min ms':>7} {'max ms':>7} {'÷book':>6} "
+          f"{'min÷book':>8} {'÷backprop':>9} {'GFLOP/s':>8} {'of peak':>7}")
+    for r in report["results"]:
+        print(f"{r['dtype']:8} {r['impl']:15} {r['median_ms']:9.3f} {r['min_ms']:7.3f} {r['max_ms']:7.3f} "
+              f"{r['ratio_to_book']:6.2f} {r['min_ratio_to_book']:8.2f} {r['ratio_to_backprop']:9.2f} "
+              f"{r['gflops']:8.1f} {r['fraction_of_matmul_peak']:7.0%}")
+    for f in report["matmul_floor"]:
+        print(f"{f['dtype']:8} {'matmul floor':15} {f['median_ms']:9.3f} {f['min_ms']:7.3f} {'':7} {'':6} {'':8} "
+              f"{'':9} {f['gflops']:8.1f} {'100%':>7}")
+    print("peak RSS (fresh process each): " + ", ".join(
+        f"{m['impl']}{'' if m['dtype'] == '-' else ' ' + m['dtype']} {m['peak_rss_mb']:.1f} MB" for m in report["memory"]))
+
+
+def write_json(report, path):
+    """Write ``report`` to ``path`` atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few repeats only (seconds; for CI)")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
+    parser.add_argument("--threads", default=_THREADS, help="BLAS threads (default 2)")
+    parser.add_argument("--repeats", type=int, help="timed steps per implementation and dtype (default 400)")
+    parser.add_argument("--dtypes", default="float32,float64", help="comma-separated (default float32,float64)")
+    parser.add_argument("--data", choices=("auto", "mnist", "synthetic"), default="auto",
+                        help="input batches: real MNIST images if found (auto), or synthetic")
+    parser.add_argument("--memory-child", nargs=3, metavar=("IMPL", "DTYPE", "STEPS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        impl, dtype, steps = args.memory_child
+        print(json.dumps({"peak_rss_mb": peak_rss_child(impl, dtype, int(steps))}))
+        return 0
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    for dt in dtypes:
+        if dt not in ("float32", "float64"):
+            parser.error(f"--dtypes takes float32 and/or float64, got {dt!r}")
+    repeats = args.repeats or (6 if args.quick else 400)
+    report = run(repeats, 2 if args.quick else 20, 3 if args.quick else 50, dtypes, args.data)
+    report["config"]["quick"] = bool(args.quick)
+    print_report(report)
+    if args.json:
+        write_json(report, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

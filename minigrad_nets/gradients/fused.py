@@ -1,0 +1,222 @@
+"""The fused autograd path: autograd chains a few large primitives whose VJPs are the layers' own backward rules.
+
+'autograd' traces every elementary operation: ≈160 primitives a step for the
+book's five-layer MLP, each boxed, recorded and replayed in Python, with one
+container operation (and a zero-filled copy of the params' structure) per
+parameter access. Here autograd still traces the loss as a function of the
+params pytree and does the chaining, but over seven large operations:
+
+- the pytree enters the traced function once, through ``_flat``, as a flat
+  tuple of leaves ``(W0, b0, W1, b1, ...)``; its VJP rebuilds the pytree;
+- each layer with params and the parameter-free layers after it (Relu,
+  Dropout, ...) are one primitive, ``_segment``, whose forward is the layers'
+  own ``forward`` and whose VJP is their own ``backward``, chained in reverse;
+- softmax cross-entropy and the weight penalty are one primitive each.
+
+'autograd' stays the op-by-op path, the independent reference for gradient checks.
+"""
+import weakref
+
+import numpy as np
+from autograd.core import make_vjp
+from autograd.extend import SparseObject, VSpace, defvjp, defvjp_argnums, primitive
+
+from ..layers import layer_rng
+from ..tree import tree_leaves, tree_unflatten
+from .backprop import softmax_cross_entropy
+
+# ---------------------------------------------------------------- the plan: segments and leaf positions
+
+
+class _Slot:
+    """Where one layer's params sit in the flat leaf tuple, and how to rebuild them from it."""
+    __slots__ = ("where", "shape", "keys")
+
+    def __init__(self, start, params):
+        leaves = tree_leaves(params)
+        self.where = slice(start, start + len(leaves))
+        self.shape = tree_unflatten(params, [None] * len(leaves))  # containers only, no arrays kept
+        flat_dict = type(params) is dict and all(type(v) not in (dict, list, tuple) for v in params.values())
+        self.keys = sorted(params) if flat_dict else None  # fast path for {'W': ..., 'b': ...}
+
+    def build(self, leaves):
+        """This layer's params from the flat leaf tuple (or a list of gradients in the same order)."""
+        if self.keys is not None:
+            return dict(zip(self.keys, leaves[self.where]))
+        return tree_unflatten(self.shape, leaves[self.where])
+
+    def flatten(self, tree):
+        """This layer's params (or gradients) as leaves in flat-tuple order."""
+        if self.keys is not None:
+            return [tree[k] for k in self.keys]
+        return tree_leaves(tree)
+
+
+class _Plan:
+    """A network cut into segments: each starts at a layer with params and runs to the next one."""
+
+    def __init__(self, layers, params):
+        self.slots, self.segments, entries, start = [], [], [], 0
+        for position, layer in enumerate(layers):
+            slot = None
+            if layer.has_params:
+                if entries:
+                    self.segments.append(entries)
+                    entries = []
+                slot = _Slot(start, params[len(self.slots)])
+                self.slots.append(slot)
+                start = slot.where.stop
+            entries.append((position, layer, slot))
+        self.segments.append(entries)
+        self.leaf_count = start
+        self.weights = [slot.where.start + slot.keys.index("W") for slot in self.slots
+                        if slot.keys is not None and "W" in slot.keys]
+
+    def leaves(self, params):
+        """The flat leaf tuple of ``params``."""
+        return tuple(leaf for slot, p in zip(self.slots, params) for leaf in slot.flatten(p))
+
+    def unflatten(self, leaves):
+        """A params-shaped pytree (list, one entry per layer with params) from flat leaves."""
+        return [slot.build(leaves) for slot in self.slots]
+
+
+_PLANS = weakref.WeakKeyDictionary()  # network -> _Plan; a plan depends only on the network's structure
+
+
+def _plan(net, params):
+    plan = _PLANS.get(net)
+    if plan is None:
+        plan = _PLANS[net] = _Plan(net.layers, params)
+    return plan
+
+
+# ---------------------------------------------------------------- the leaf tuple and its gradient
+
+
+class _LeafGradientSpace(VSpace):
+    """Gradients of the flat leaf tuple, gathered into a list that starts empty (``None`` per leaf).
+
+    autograd would start from zero arrays for every leaf and add each layer's
+    gradient into them: a pass over every parameter for nothing, since a leaf
+    gets its gradient from one layer (and λW from the weight penalty).
+    """
+    __slots__ = ("count",)
+
+    def __init__(self, count):
+        self.count = count
+
+    def zeros(self):
+        return [None] * self.count
+
+
+def _leaf_gradients(space, parts):
+    """A sparse gradient for the leaf tuple from ``[(first leaf index, [gradient per leaf]), ...]``."""
+
+    def add_into(total):
+        for start, grads in parts:
+            for k, g in enumerate(grads, start):
+                total[k] = g if total[k] is None else total[k] + g
+        return total
+
+    return SparseObject(space, add_into)
+
+
+@primitive
+def _flat(params, plan):
+    """The params pytree as a flat tuple of its leaves."""
+    return plan.leaves(params)
+
+
+def _flat_vjp(ans, params, plan):
+    def vjp(grads):  # a leaf no operation used (none in a network) gets a zero gradient
+        return plan.unflatten([np.zeros_like(leaf) if g is None else g for g, leaf in zip(grads, ans)])
+
+    return vjp
+
+
+defvjp(_flat, _flat_vjp)
+
+# ---------------------------------------------------------------- layers, loss, penalty
+
+
+@primitive
+def _segment(h, leaves, entries, key, tape):
+    """Forward through one segment's layers (their own ``forward``); the caches go on the tape."""
+    caches = []
+    for position, layer, slot in entries:
+        p = None if slot is None else slot.build(leaves)
+        h, cache = layer.forward(p, h, layer_rng(key, position))
+        caches.append((p, cache))
+    tape[id(entries)] = caches
+    return h
+
+
+def _segment_vjp(argnums, ans, args, kwargs):
+    """The segment's layers' own ``backward`` rules, chained in reverse."""
+    h, leaves, entries, key, tape = args
+    caches = tape[id(entries)]
+
+    def vjp(dy):
+        parts = []
+        for i in range(len(entries) - 1, -1, -1):
+            slot, (p, cache) = entries[i][2], caches[i]
+            # The segment's own input needs a gradient only when autograd asks for one (not for x).
+            dp, dy = entries[i][1].backward(p, cache, dy, i > 0 or 0 in argnums)
+            if slot is not None:
+                parts.append((slot.where.start, slot.flatten(dp)))
+        return tuple(dy if argnum == 0 else _leaf_gradients(tape["space"], parts) for argnum in argnums)
+
+    return vjp
+
+
+defvjp_argnums(_segment, _segment_vjp)
+
+
+@primitive
+def _cross_entropy(logits, t, tape):
+    """Mean softmax cross-entropy of logits (B, C) against labels or targets; its gradient waits on the tape."""
+    loss, tape["dlogits"] = softmax_cross_entropy(logits, t)
+    return loss
+
+
+defvjp(_cross_entropy, lambda ans, logits, t, tape: lambda g: g * tape["dlogits"])
+
+
+@primitive
+def _weight_penalty(leaves, net, plan):
+    """½λΣ‖W‖², by ``net.weight_penalty`` on the params the leaf tuple holds."""
+    return net.weight_penalty(plan.unflatten(leaves))
+
+
+def _weight_penalty_vjp(ans, leaves, net, plan):
+    space = _LeafGradientSpace(plan.leaf_count)
+    return lambda g: _leaf_gradients(space, [(k, [g * net.weight_decay * leaves[k]]) for k in plan.weights])
+
+
+defvjp(_weight_penalty, _weight_penalty_vjp)
+
+# ---------------------------------------------------------------- the path
+
+
+def value_and_grad(net, params, x, t, key=None):
+    """``(loss, gradient)`` of ``net.loss(params, x, t, key)`` by fused autograd; the gradient has the structure of params."""
+    net.check_params(params)
+    x, _ = net.check_input(x)
+    plan = _plan(net, params)
+
+    def loss(traced_params):
+        # This call's scratch: the leaf-gradient space, forward caches and dlogits for the VJPs.
+        tape = {"space": _LeafGradientSpace(plan.leaf_count)}
+        leaves = _flat(traced_params, plan)
+        h = x
+        for entries in plan.segments:
+            h = _segment(h, leaves, entries, key, tape)
+        value = _cross_entropy(h, t, tape)
+        if net.weight_decay:
+            value = value + _weight_penalty(leaves, net, plan)
+        return value
+
+    # autograd.value_and_grad is this plus argument wrapping and a size check (≈5 µs a call).
+    vjp, value = make_vjp(loss, params)
+    return value, vjp(np.ones_like(value))
