@@ -93,7 +93,7 @@ def plot_activation_histograms(result, activation, path=None):
 
 
 def plot_accuracy_curves(result, path=None):
-    """Train (solid) and test (dashed) accuracy per epoch, one panel per variant: ``result`` from overfitting_comparison."""
+    """Train (solid) and test (dashed) accuracy per epoch, a panel per variant: ``result`` of overfitting_comparison."""
     names = list(result["train_acc"])
     fig = new_figure((4.2 * len(names), 4))
     axes = fig.subplots(1, len(names), squeeze=False, sharey=True)[0]

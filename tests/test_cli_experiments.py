@@ -20,10 +20,10 @@ OUTPUTS["all"] = [name for files in OUTPUTS.values() for name in files]
 
 @pytest.fixture
 def tiny_mnist(monkeypatch):
-    """Replace the MNIST loader of the commands with 400 / 100 random 'images' (no files read)."""
+    """Replace the MNIST loader of the commands with 400 / 100 random 16-pixel 'images' (no files read)."""
     rng = np.random.default_rng(0)
-    data = ((rng.random((400, 784), dtype=np.float32), rng.integers(0, 10, 400)),
-            (rng.random((100, 784), dtype=np.float32), rng.integers(0, 10, 100)))
+    data = ((rng.random((400, 16), dtype=np.float32), rng.integers(0, 10, 400)),
+            (rng.random((100, 16), dtype=np.float32), rng.integers(0, 10, 100)))
     source = datasets.DataSource("mnist", "data_dir", "/fake/mnist", 400, 100)
     calls = []
 

@@ -65,7 +65,8 @@ def test_keep_activations_returns_them_and_matches_layer_activations():
     assert acts.shape == (2, 10, 7)
     x = np.random.default_rng(5).standard_normal((10, 100))
     np.testing.assert_array_equal(acts, layer_activations(x, "tanh", "he", num_layers=2, width=7, seed=6))
-    np.testing.assert_allclose(acts[0], np.tanh(x @ (np.sqrt(2 / 100) * np.random.default_rng(6).standard_normal((100, 7)))))
+    he_weights = np.sqrt(2 / 100) * np.random.default_rng(6).standard_normal((100, 7))
+    np.testing.assert_allclose(acts[0], np.tanh(x @ he_weights))
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -50,7 +50,8 @@ def register(subparsers):
         parser.add_argument("--quick", action="store_true", help="a short run for smoke tests (seconds)")
         parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
         if needs_data:
-            parser.add_argument("--data-dir", metavar="DIR", help="directory holding the four MNIST IDX files (an error if they are not there)")
+            parser.add_argument("--data-dir", metavar="DIR",
+                                help="directory holding the four MNIST IDX files (an error if they are not there)")
             parser.add_argument("--download", action="store_true",
                                 help="download full MNIST into the cache when it is not found")
             parser.add_argument("--method", default="backprop", choices=sorted(METHODS),
