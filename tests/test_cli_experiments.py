@@ -1,5 +1,6 @@
 """The experiment subcommands: --help, and --quick runs that write their PNG(s) and JSON and exit 0."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -120,3 +121,10 @@ def test_default_run_uses_the_embedded_subset_offline(monkeypatch, tmp_path, cap
     assert (tmp_path / "results" / "weight-init.png").is_file()
     data = json.loads((tmp_path / "results" / "weight-init.json").read_text())
     assert "embedded" in data["data_source"]
+
+
+def test_without_matplotlib_the_data_is_still_written(tiny_mnist, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    assert cli.main(["overfitting", "--no-progress", "--epochs", "1", "--out", str(tmp_path)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["overfitting.json"]
+    assert "matplotlib" in capsys.readouterr().err
