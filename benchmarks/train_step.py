@@ -277,31 +277,71 @@ def peak_rss(impl, dtype, steps):
     return float(json.loads(out.strip().splitlines()[-1])["peak_rss_mb"])
 
 
+# ---------------------------------------------------------------- where the time goes (cProfile)
+
+
+def profile_steps(impl, dtype, steps):
+    """cProfile ``steps`` steps of ``impl``: Python calls and traced autograd operations per step, top functions."""
+    import cProfile
+    import pstats
+
+    batches, _ = load_batches(1, dtype)
+    state, step = make_state(impl, dtype)
+    step(state, *batches[0])
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(steps):
+        step(state, *batches[0])
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # (file, line, name) -> (primitive calls, calls, tottime, cumtime, callers)
+    total_calls = sum(entry[1] for entry in stats.values())
+    total_time = sum(entry[2] for entry in stats.values())
+    import autograd.core
+
+    node_init = autograd.core.VJPNode.__init__.__code__
+    traced = sum(entry[1] for (file, line, name), entry in stats.items()
+                 if (file, line, name) == (node_init.co_filename, node_init.co_firstlineno, "__init__"))
+    top = sorted(stats.items(), key=lambda item: -item[1][2])[:8]
+    return {
+        "impl": impl, "dtype": dtype, "steps": steps,
+        "python_calls_per_step": total_calls / steps,
+        "traced_operations_per_step": traced / steps,  # autograd graph nodes (VJPNode) built per step
+        "profiled_ms_per_step": total_time / steps * 1e3,
+        "top_functions": [{"function": f"{Path(file).name}:{line}({name})", "calls_per_step": entry[1] / steps,
+                           "share_of_time": entry[2] / total_time} for (file, line, name), entry in top],
+    }
+
+
 # ---------------------------------------------------------------- the run
 
 
-def run(repeats, warmup, memory_steps, dtypes, data):
-    """All measurements: interleaved step times, the matmul floor, peak RSS. Returns the JSON-ready report."""
+def run(repeats, block, memory_steps, dtypes, data, profile_steps_count):
+    """All measurements: step times, the matmul floor, peak RSS. Returns the JSON-ready report.
+
+    Interleaved in blocks: each round visits every implementation in a fresh random
+    order and runs ``block`` steps of it back to back (as training does, so BLAS
+    threads stay awake), timing each step and dropping the block's first.
+    """
     batches = {dt: load_batches(4, dt, data) for dt in dtypes}
     states = {(impl, dt): make_state(impl, dt) for dt in dtypes for impl in IMPLEMENTATIONS}
     times = {key: [] for key in states}
     floor = {dt: [] for dt in dtypes}
     order = list(IMPLEMENTATIONS)
     rng = np.random.default_rng(0)
-    for r in range(warmup + repeats):
-        rng.shuffle(order)  # no implementation always runs right after the same one
+    for r in range(-(-repeats // (block - 1))):
+        rng.shuffle(order)
         for dt in dtypes:
-            x, t = batches[dt][0][r % len(batches[dt][0])]
+            data_batches = batches[dt][0]
             for impl in order:
                 state, step = states[impl, dt]
-                start = time.perf_counter()
-                step(state, x, t)
-                elapsed = time.perf_counter() - start
-                if r >= warmup:
-                    times[impl, dt].append(elapsed)
-            floor_times = matmul_floor(dt, 1 if r < warmup else 3)
-            if r >= warmup:
-                floor[dt].extend(floor_times)
+                for i in range(block):
+                    x, t = data_batches[i % len(data_batches)]
+                    start = time.perf_counter()
+                    step(state, x, t)
+                    elapsed = time.perf_counter() - start
+                    if i:
+                        times[impl, dt].append(elapsed)
+            floor[dt].extend(matmul_floor(dt, block)[1:])
 
     flops = matmul_flops()
     results, floors = [], []
@@ -326,15 +366,17 @@ def run(repeats, warmup, memory_steps, dtypes, data):
     memory = [{"impl": "baseline", "dtype": "-", "peak_rss_mb": peak_rss("baseline", "float64", 0)}]
     memory += [{"impl": impl, "dtype": dt, "peak_rss_mb": peak_rss(impl, dt, memory_steps)}
                for dt in dtypes for impl in IMPLEMENTATIONS]
+    profiles = [profile_steps(impl, dt, profile_steps_count) for dt in dtypes[:1]
+                for impl in ("backprop", "autograd", "autograd-fused")]
     return {
         "benchmark": "train_step",
         "config": {
-            "sizes": list(SIZES), "batch": BATCH, "activation": "relu", "lr": LR, "repeats": repeats,
-            "warmup": warmup, "threads": int(_THREADS), "memory_steps": memory_steps, "data": batches[dtypes[0]][1],
+            "sizes": list(SIZES), "batch": BATCH, "activation": "relu", "lr": LR, "repeats": len(next(iter(times.values()))),
+            "block": block, "threads": int(_THREADS), "memory_steps": memory_steps, "data": batches[dtypes[0]][1],
             "matmul_flops_per_step": flops, "numpy": np.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "cpus": os.cpu_count(),
         },
-        "results": results, "matmul_floor": floors, "memory": memory,
+        "results": results, "matmul_floor": floors, "memory": memory, "profiles": profiles,
     }
 
 
@@ -342,7 +384,7 @@ def print_report(report):
     """The report as plain-text tables."""
     cfg = report["config"]
     print(f"train step: {'-'.join(map(str, cfg['sizes']))} ReLU, batch {cfg['batch']}, {cfg['threads']} threads, "
-          f"{cfg['repeats']} interleaved repeats, data: {cfg['data']}")
+          f"{cfg['repeats']} timed steps each (interleaved in blocks of {cfg['block']}), data: {cfg['data']}")
     print(f"{'dtype':8} {'implementation':15} {'median ms':>9} {'min ms':>7} {'max ms':>7} {'÷book':>6} "
           f"{'min÷book':>8} {'÷backprop':>9} {'GFLOP/s':>8} {'of peak':>7}")
     for r in report["results"]:
@@ -354,6 +396,10 @@ def print_report(report):
               f"{'':9} {f['gflops']:8.1f} {'100%':>7}")
     print("peak RSS (fresh process each): " + ", ".join(
         f"{m['impl']}{'' if m['dtype'] == '-' else ' ' + m['dtype']} {m['peak_rss_mb']:.1f} MB" for m in report["memory"]))
+    for p in report["profiles"]:
+        top = ", ".join(f"{f['function']} {f['share_of_time']:.0%}" for f in p["top_functions"][:4])
+        print(f"profile {p['impl']} {p['dtype']}: {p['python_calls_per_step']:.0f} Python calls and "
+              f"{p['traced_operations_per_step']:.0f} traced operations per step; top self time: {top}")
 
 
 def write_json(report, path):
@@ -371,7 +417,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a few repeats only (seconds; for CI)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
     parser.add_argument("--threads", default=_THREADS, help="BLAS threads (default 2)")
-    parser.add_argument("--repeats", type=int, help="timed steps per implementation and dtype (default 400)")
+    parser.add_argument("--repeats", type=int, help="timed steps per implementation and dtype (default 1000)")
     parser.add_argument("--dtypes", default="float32,float64", help="comma-separated (default float32,float64)")
     parser.add_argument("--data", choices=("auto", "mnist", "synthetic"), default="auto",
                         help="input batches: real MNIST images if found (auto), or synthetic")
@@ -385,8 +431,8 @@ def main(argv=None):
     for dt in dtypes:
         if dt not in ("float32", "float64"):
             parser.error(f"--dtypes takes float32 and/or float64, got {dt!r}")
-    repeats = args.repeats or (6 if args.quick else 400)
-    report = run(repeats, 2 if args.quick else 20, 3 if args.quick else 50, dtypes, args.data)
+    repeats = args.repeats or (6 if args.quick else 1000)
+    report = run(repeats, 4 if args.quick else 11, 3 if args.quick else 50, dtypes, args.data, 2 if args.quick else 100)
     report["config"]["quick"] = bool(args.quick)
     print_report(report)
     if args.json:
