@@ -267,3 +267,15 @@ def test_bad_arguments_give_clear_errors():
         mg.check_gradients(net, params, x, t, mode="all")
     with pytest.raises(ValueError, match="label"):
         mg.check_gradients(net, params, x, t + 10)
+
+
+def test_vanishing_gradients_pass_on_the_absolute_floor_and_say_so():
+    net = mg.mlp(20, [10] * 4, 5, activation="sigmoid", init=0.01)  # first-layer gradients ~1e-11
+    x, t = batch(0, 16, 20, 5)
+    report = mg.check_gradients(net, net.init(1), x, t)
+    assert report.ok
+    tiny = [c for c in report.comparisons if c.methods == ("autograd", "numerical") and c.path == "[0]['W']"][0]
+    assert tiny.norm_rel_err > 1e-6 and np.sqrt(np.mean(np.square(tiny.worst_values))) < 1e-9
+    assert "passed on the atol floor" in str(report)
+    strict = [c for c in report.comparisons if c.methods == ("autograd", "backprop") and c.path == "[0]['W']"][0]
+    assert strict.norm_rel_err <= 1e-12  # the analytic pair stays strict

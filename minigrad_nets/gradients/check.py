@@ -127,11 +127,16 @@ class GradientReport:
                 vals = f"{c.worst_values[0]:.12g} vs {c.worst_values[1]:.12g}" if c.worst_values else ""
                 lines.append(f"  {c.path:<12} {str(c.shape):<12} {c.compared:>7} {c.max_abs_err:9.2e} "
                              f"{c.max_rel_err:9.2e} {c.norm_rel_err:9.2e}  {where:<12} {vals}"
-                             f"{'' if c.ok else '   <-- FAIL'}")
+                             f"{'   <-- FAIL' if not c.ok else _floor_note(c)}")
         for path, method in self.suspects().items():
             lines.append(f"suspect: {method} at {path} (it disagrees with every other method, which agree)")
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+def _floor_note(c):
+    """A note for a leaf that passed only on the absolute floor (its gradient is too small to resolve)."""
+    return "   (passed on the atol floor: gradient too small to resolve)" if c.norm_rel_err > c.rtol else ""
 
 
 # ---------------------------------------------------------------- comparing
