@@ -48,11 +48,12 @@ def register(subparsers):
                     "training images of MNIST), and compare gradient methods leaf by leaf in float64. "
                     "Exit status 0 when they agree within the documented thresholds, 1 when they do not.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--input-size", type=_positive_int, default=784)
+    parser.add_argument("--input-size", type=_positive_int, default=784, help="features per input")
     parser.add_argument("--hidden", type=_sizes, default=[100, 100], metavar="N,N,...",
                         help="hidden layer sizes, comma-separated (empty for none)")
-    parser.add_argument("--output-size", type=_positive_int, default=10)
-    parser.add_argument("--activation", choices=["relu", "sigmoid", "tanh"], default="relu")
+    parser.add_argument("--output-size", type=_positive_int, default=10, help="number of classes")
+    parser.add_argument("--activation", choices=["relu", "sigmoid", "tanh"], default="relu",
+                        help="hidden-layer activation")
     parser.add_argument("--init", type=_init, default="he", help="he, xavier, glorot, or a std such as 0.01")
     parser.add_argument("--batch", type=_positive_int, default=32, help="batch size")
     parser.add_argument("--weight-decay", type=float, default=0.0, help="L2 strength λ")
