@@ -1,4 +1,4 @@
-"""The textbook implementations the property suite must catch: exp(x) / sum(exp(x)) and -log(p + 1e-7).
+"""The textbook implementations the property suite must catch: exp(x) / sum(exp(x)), log(sum(exp(x))) and -log(p + 1e-7).
 
 They are correct for small logits and wrong at the edges (overflow to inf / NaN,
 underflow to log(0), a loss that is negative or capped near 16.1). test_properties_can_fail.py
@@ -16,6 +16,11 @@ def softmax(x, axis=-1):
 def log_softmax(x, axis=-1):
     """log(softmax(x)): -inf wherever the naive softmax underflows. Shape in = shape out."""
     return np.log(softmax(x, axis))
+
+
+def logsumexp(x, axis=-1):
+    """log(sum(exp(x))) along ``axis``: +inf as soon as one exp overflows. Shape (..., n) -> (...)."""
+    return np.log(np.sum(np.exp(x), axis=axis))
 
 
 def cross_entropy(logits, t):

@@ -56,7 +56,7 @@ def huge_floats(dtype):
 
 
 def float_arrays(dtype, shape):
-    """Arrays of ``dtype`` and ``shape``, each entry drawn on its own; a third of them in the overflow regime
+    """Arrays of ``dtype`` and ``shape``, each entry drawn on its own; about a third in the overflow regime
     (huge values of both signs next to moderate ones), the rest from ``logit_values``."""
     moderate = st.floats(-50, 50, width=np.dtype(dtype).itemsize * 8)
     mixed = hnp.arrays(dtype, shape, elements=logit_values(dtype), fill=st.nothing())
@@ -122,16 +122,19 @@ architectures = st.fixed_dictionaries({
     "activation": st.sampled_from(["relu", "sigmoid", "tanh"]),
     "init": st.sampled_from(["he", "xavier", 0.5]),
     "weight_decay": st.one_of(st.just(0.0), st.floats(1e-3, 1.0)),
+    "dropout": st.sampled_from([0.0, 0.0, 0.25]),
 })
 
 
 @st.composite
 def network_problems(draw, dtype="float64"):
-    """``(net, params, x, t)``: a small random MLP, params from a drawn seed, a batch of 1-4 inputs and labels."""
+    """``(net, params, x, t, key)``: a small random MLP, params from a drawn seed, a batch of 1-4 inputs,
+    labels, and a dropout key (None, inference, half the time)."""
     arch = draw(architectures)
     net = mg.mlp(dtype=dtype, **arch)
     params = net.init(draw(st.integers(0, 2 ** 32 - 1)))
     batch = draw(st.integers(1, 4))
     x = draw(hnp.arrays(net.dtype, (batch, net.input_size), elements=st.floats(-3, 3, width=net.dtype.itemsize * 8)))
     t = draw(hnp.arrays(np.int64, (batch,), elements=st.integers(0, net.output_size - 1)))
-    return net, params, x, t
+    key = draw(st.one_of(st.none(), st.integers(0, 2 ** 16)))
+    return net, params, x, t, key

@@ -45,12 +45,13 @@ def quiet(fn):
 def naive_functions(loud):
     """The naive implementations, as is (``loud``) or with their warnings silenced."""
     wrap = (lambda f: f) if loud else quiet
-    return {"softmax": wrap(naive.softmax), "log_softmax": wrap(naive.log_softmax),
+    return {"softmax": wrap(naive.softmax), "log_softmax": wrap(naive.log_softmax), "logsumexp": wrap(naive.logsumexp),
             "cross_entropy": wrap(naive.cross_entropy),
             "logit_gradient": wrap(autograd.grad(naive.cross_entropy))}
 
 
-LIBRARY = {"softmax": mg.softmax, "log_softmax": mg.log_softmax, "cross_entropy": mg.cross_entropy,
+LIBRARY = {"softmax": mg.softmax, "log_softmax": mg.log_softmax, "logsumexp": mg.logsumexp,
+           "cross_entropy": mg.cross_entropy,
            "logit_gradient": gr.autograd_logit_gradient}
 
 # property name -> (its body, the implementations it takes, the strategy it is tested with)
@@ -65,6 +66,7 @@ PROPERTIES = {
     "permutation-equivariant": (sm.check_permutation_equivariant, ["softmax", "log_softmax"],
                                 sm.arrays_axes_and_permutations()),
     "shift-invariant": (sm.check_shift_invariant, ["softmax", "log_softmax"], dyadic_arrays_and_shifts()),
+    "logsumexp bounds": (sm.check_logsumexp_bounds, ["logsumexp"], arrays_and_axes()),
     "masked classes": (sm.check_masked_classes, ["softmax", "log_softmax"], sm.arrays_axes_and_masks()),
     "cross_entropy >= 0": (ce.check_nonnegative, ["cross_entropy"], ce.logits_and_targets()),
     "labels = one-hot": (ce.check_labels_equal_one_hot, ["cross_entropy"], logits_and_labels()),

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import minigrad_nets as mg
 from minigrad_nets.gradients.backprop import softmax_cross_entropy
+from minigrad_nets.layers import layer_rng
 from minigrad_nets.tree import tree_leaves, tree_leaves_with_paths
 from strategies import logits_and_labels, network_problems, one_hot
 from strict_numerics import strict_numerics
@@ -95,14 +96,14 @@ def test_logit_gradient_finite_at_the_extremes_of_the_range(path, dtype, data):
 # ---------------------------------------------------------------- the gradient paths agree on small networks
 
 
-def relu_kink_distance(net, params, x):
+def relu_kink_distance(net, params, x, key):
     """The smallest |pre-activation| entering a ReLU over the batch (inf when the network has none)."""
     params_left = iter(params)
     smallest = np.inf
-    for layer in net.layers:
+    for index, layer in enumerate(net.layers):  # as serial applies them, dropout masks included
         if layer is mg.Relu:
             smallest = min(smallest, float(np.min(np.abs(x))))
-        x = layer.apply(next(params_left) if layer.has_params else None, x)
+        x = layer.apply(next(params_left) if layer.has_params else None, x, layer_rng(key, index))
     return smallest
 
 
@@ -114,10 +115,10 @@ ANALYTIC_TOLERANCE = (1e-12, 1e-14)   # (rtol on the leaf's norm, atol per entry
 NUMERICAL_TOLERANCE = (1e-7, 1e-9)
 
 
-def check_gradient_paths_agree(net, params, x, t, methods):
+def check_gradient_paths_agree(net, params, x, t, key, methods):
     """Every method gives the same loss and, leaf by leaf, the same gradient as autograd (the reference)."""
     with strict_numerics():
-        results = {m: mg.value_and_grad(net, params, x, t, method=m) for m in methods}
+        results = {m: mg.value_and_grad(net, params, x, t, method=m, key=key) for m in methods}
     ref_loss, ref = results["autograd"]
     for method, (loss, grads) in results.items():
         rtol, atol = NUMERICAL_TOLERANCE if method == "numerical" else ANALYTIC_TOLERANCE
@@ -131,6 +132,8 @@ def check_gradient_paths_agree(net, params, x, t, methods):
 
 @given(network_problems())
 def test_gradient_paths_agree_on_small_networks(problem):
-    net, params, x, t = problem
-    assume(relu_kink_distance(net, params, x) > 1e-3)  # central differences must not straddle a kink
-    check_gradient_paths_agree(net, params, x, t, sorted(mg.gradients.METHODS))
+    """Depth 0-2, widths 1-5, ReLU / sigmoid / tanh, weight decay, dropout on or off, in float64: every path
+    in ``mg.gradients.METHODS`` (autograd, backprop, numerical, ...) agrees with autograd."""
+    net, params, x, t, key = problem
+    assume(relu_kink_distance(net, params, x, key) > 1e-3)  # central differences must not straddle a kink
+    check_gradient_paths_agree(net, params, x, t, key, sorted(mg.gradients.METHODS))

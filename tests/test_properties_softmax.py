@@ -148,6 +148,19 @@ def check_masked_classes(softmax, log_softmax, x, axis, mask):
         np.testing.assert_array_equal(np.compress(keep, ls, axis=axis), log_softmax(kept, axis))
 
 
+def check_logsumexp_bounds(logsumexp, x, axis):
+    """max(x) <= logsumexp(x) <= max(x) + log n (to rounding), finite for any finite x, of x's dtype."""
+    with strict_numerics():
+        lse = logsumexp(x, axis)
+    assert lse.dtype == x.dtype and np.all(np.isfinite(lse))
+    m = np.max(x, axis=axis).astype(np.float64)
+    eps, tiny = float(np.finfo(x.dtype).eps), float(np.finfo(x.dtype).tiny)
+    with np.errstate(over="ignore"):  # a wrong lse far from m may overflow here, and then fails below
+        above_max = lse.astype(np.float64) - m
+    rounding = 2 * eps * np.abs(m) + tiny
+    assert np.all((-rounding <= above_max) & (above_max <= np.log(x.shape[axis]) * (1 + 4 * eps) + rounding))
+
+
 # ---------------------------------------------------------------- the tests (the library)
 
 
@@ -190,6 +203,11 @@ def test_permutation_equivariant(case):
 @given(dyadic_arrays_and_shifts())
 def test_shift_invariant_exactly(case):
     check_shift_invariant(mg.softmax, mg.log_softmax, *case)
+
+
+@given(arrays_and_axes())
+def test_logsumexp_bounds(case):
+    check_logsumexp_bounds(mg.logsumexp, *case)
 
 
 def test_known_values():
