@@ -16,6 +16,7 @@ inputs in [0, 1):
 import argparse
 import gzip
 import os
+import resource
 import statistics
 import time
 
@@ -63,6 +64,7 @@ def main():
     auto = mg.grad(net, params, x, t)
     back = mg.grad(net, params, x, t, method="backprop")
 
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     vector_times, loop_rates, numeric = [], [], None
     for _ in range(args.repeats):
         start = time.perf_counter()
@@ -91,6 +93,8 @@ def main():
     print(f"element loop: median {statistics.median(loop_rates) * 1e3:.2f} ms per element, measured on "
           f"{tree_size(loop)} sampled elements; EXTRAPOLATED to all {count}: {loop_total:.0f} s")
     print(f"speed-up (extrapolated loop / vectorised): {loop_total / vec:.0f}x")
+    print(f"peak RSS of this process: {peak_mb:.0f} MB before the numerical runs, "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB after")
 
 
 if __name__ == "__main__":
