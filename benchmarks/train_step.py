@@ -2,8 +2,9 @@
 
 Implementations, timed interleaved in one process so machine noise hits them alike:
 
-- ``book``: the book's way, written out below (Affine / Relu / SoftmaxWithLoss
-  objects with forward / backward, ``params[key] -= lr * grads[key]``);
+- ``book``: the book's way, written out below (its MultiLayerNet: Affine / Relu /
+  SoftmaxWithLoss objects with forward / backward, the weight-decay terms computed
+  even at λ = 0 as the book does, and SGD ``params[key] -= lr * grads[key]``);
 - ``backprop``, ``autograd``, ``autograd-fused``: ``mg.value_and_grad`` by that
   method, then the same in-place SGD update on every leaf.
 
@@ -47,7 +48,6 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import minigrad_nets as mg  # noqa: E402
-from minigrad_nets.tree import tree_leaves  # noqa: E402
 
 SIZES = (784, 100, 100, 100, 100, 10)
 BATCH = 128
@@ -62,17 +62,19 @@ MNIST_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 class BookAffine:
     def __init__(self, W, b):
         self.W, self.b = W, b
-        self.x = self.dW = self.db = None
+        self.x = self.original_x_shape = self.dW = self.db = None
 
     def forward(self, x):
+        self.original_x_shape = x.shape
+        x = x.reshape(x.shape[0], -1)
         self.x = x
-        return np.dot(x, self.W) + self.b
+        return np.dot(self.x, self.W) + self.b
 
     def backward(self, dout):
         dx = np.dot(dout, self.W.T)
         self.dW = np.dot(self.x.T, dout)
         self.db = np.sum(dout, axis=0)
-        return dx
+        return dx.reshape(*self.original_x_shape)
 
 
 class BookRelu:
@@ -113,32 +115,49 @@ class BookSoftmaxWithLoss:
 
 
 class BookMultiLayerNet:
-    """The book's MultiLayerNet (no weight decay): an OrderedDict of layers over a params dict."""
+    """The book's MultiLayerNet: an OrderedDict of layers over a params dict.
 
-    def __init__(self, params):
+    As in the book, the weight-decay terms are computed even when λ = 0 (its default).
+    """
+
+    def __init__(self, params, weight_decay_lambda=0):
         self.params = params
+        self.weight_decay_lambda = weight_decay_lambda
+        self.hidden_layer_num = len(params) // 2 - 1
         self.layers = OrderedDict()
-        count = len(params) // 2
-        for i in range(1, count + 1):
-            self.layers[f"Affine{i}"] = BookAffine(params[f"W{i}"], params[f"b{i}"])
-            if i < count:
-                self.layers[f"Relu{i}"] = BookRelu()
+        for idx in range(1, self.hidden_layer_num + 1):
+            self.layers[f"Affine{idx}"] = BookAffine(params[f"W{idx}"], params[f"b{idx}"])
+            self.layers[f"Activation_function{idx}"] = BookRelu()
+        idx = self.hidden_layer_num + 1
+        self.layers[f"Affine{idx}"] = BookAffine(params[f"W{idx}"], params[f"b{idx}"])
         self.last_layer = BookSoftmaxWithLoss()
 
-    def loss(self, x, t):
+    def predict(self, x):
         for layer in self.layers.values():
             x = layer.forward(x)
-        return self.last_layer.forward(x, t)
+        return x
+
+    def loss(self, x, t):
+        y = self.predict(x)
+        weight_decay = 0
+        for idx in range(1, self.hidden_layer_num + 2):
+            W = self.params[f"W{idx}"]
+            weight_decay += 0.5 * self.weight_decay_lambda * np.sum(W ** 2)
+        return self.last_layer.forward(y, t) + weight_decay
 
     def gradient(self, x, t):
         self.loss(x, t)
-        dout = self.last_layer.backward(1)
-        for layer in reversed(list(self.layers.values())):
+        dout = 1
+        dout = self.last_layer.backward(dout)
+        layers = list(self.layers.values())
+        layers.reverse()
+        for layer in layers:
             dout = layer.backward(dout)
         grads = {}
-        for i in range(1, len(self.params) // 2 + 1):
-            grads[f"W{i}"] = self.layers[f"Affine{i}"].dW
-            grads[f"b{i}"] = self.layers[f"Affine{i}"].db
+        for idx in range(1, self.hidden_layer_num + 2):
+            affine = self.layers[f"Affine{idx}"]
+            grads[f"W{idx}"] = affine.dW + self.weight_decay_lambda * affine.W
+            grads[f"b{idx}"] = affine.db
         return grads
 
 
@@ -153,13 +172,15 @@ def book_step(model, x, t):
 
 
 def library_step(method):
-    """A step by ``mg.value_and_grad(..., method)``, then the same in-place SGD update on every leaf."""
+    """A step by ``mg.value_and_grad(..., method)``, then SGD in place: ``g *= lr; p -= g`` (the grads are ours)."""
 
     def step(state, x, t):
         net, params = state
         _, grads = mg.value_and_grad(net, params, x, t, method=method)
-        for p, g in zip(tree_leaves(params), tree_leaves(grads)):
-            p -= LR * g
+        for layer, layer_grads in zip(params, grads):
+            for name, g in layer_grads.items():
+                g *= LR
+                layer[name] -= g
 
     return step
 
@@ -417,7 +438,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a few repeats only (seconds; for CI)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
     parser.add_argument("--threads", default=_THREADS, help="BLAS threads (default 2)")
-    parser.add_argument("--repeats", type=int, help="timed steps per implementation and dtype (default 1000)")
+    parser.add_argument("--repeats", type=int, help="timed steps per implementation and dtype (default 400)")
     parser.add_argument("--dtypes", default="float32,float64", help="comma-separated (default float32,float64)")
     parser.add_argument("--data", choices=("auto", "mnist", "synthetic"), default="auto",
                         help="input batches: real MNIST images if found (auto), or synthetic")
@@ -431,7 +452,7 @@ def main(argv=None):
     for dt in dtypes:
         if dt not in ("float32", "float64"):
             parser.error(f"--dtypes takes float32 and/or float64, got {dt!r}")
-    repeats = args.repeats or (6 if args.quick else 1000)
+    repeats = args.repeats or (6 if args.quick else 400)
     report = run(repeats, 4 if args.quick else 11, 3 if args.quick else 50, dtypes, args.data, 2 if args.quick else 100)
     report["config"]["quick"] = bool(args.quick)
     print_report(report)
