@@ -6,10 +6,17 @@
 Both have ``deadline=None``: timing is not correctness, and the machines running this are shared.
 The example database is hypothesis's default ``.hypothesis/`` directory, which is gitignored
 (it replays a found failure first on the next run, and never enters the repo).
+
+The property files import their shared helpers (strategies.py, naive.py,
+strict_numerics.py) as top-level modules; this directory is put on ``sys.path``
+so that works under any ``--import-mode``.
 """
 import os
+import sys
 
 from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 settings.register_profile("ci", max_examples=100, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
