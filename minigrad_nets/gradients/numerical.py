@@ -405,16 +405,21 @@ def _block_grad(blocks, k, labels, targets, lam, widest, max_bytes):
     up, down = plus - values, values - minus
     sums = np.zeros(values.size)
     last = k + 1 == len(blocks)
-    # Candidates (batch, n_in + 1, columns) use about ten float arrays; rows about eight of width `widest`.
-    columns = max(1, min(n_out, max_bytes // (10 * 8 * batch * (n_in + 1))))
-    row_chunk = max(1, min(4096, max_bytes // (2 * 8 * 8 * widest)))  # cache-sized stacks are fastest
-    for j0 in range(0, n_out, columns):
+    # A group of candidates (batch, units, columns) takes about twelve 8-byte arrays; a stack of rows about
+    # eight of width `widest`. Cache-sized row stacks are fastest.
+    cap = max(1, max_bytes // (12 * 8 * batch))
+    units_per_group = min(n_in + 1, cap)
+    columns = max(1, min(n_out, cap // units_per_group))
+    row_chunk = max(1, min(4096, max_bytes // (2 * 8 * 8 * widest)))
+    groups = [(i0, j0) for i0 in range(0, n_in + 1, units_per_group) for j0 in range(0, n_out, columns)]
+    for i0, j0 in groups:
+        iv = slice(i0, min(n_in + 1, i0 + units_per_group))
         js = np.arange(j0, min(n_out, j0 + columns))
         gather = lambda scale: scale[:, js][:, None, :]
         col_pre = block.pre[:, js][:, None, :]
         col_post = block.post[:, js][:, None, :]
-        new_up = _apply_ops(block.ops, col_pre + inputs[:, :, None] * up[None, :, js], gather)
-        new_down = _apply_ops(block.ops, col_pre - inputs[:, :, None] * down[None, :, js], gather)
+        new_up = _apply_ops(block.ops, col_pre + inputs[:, iv, None] * up[None, iv, js], gather)
+        new_down = _apply_ops(block.ops, col_pre - inputs[:, iv, None] * down[None, iv, js], gather)
         change_up, change_down = new_up - col_post, new_down - col_post
         rows, units, cols = np.nonzero((change_up != 0) | (change_down != 0))
         for r0 in range(0, len(rows), row_chunk):
@@ -434,7 +439,7 @@ def _block_grad(blocks, k, labels, targets, lam, widest, max_bytes):
                 pre[count:] += change_down[r, u, c][:, None] * w_rows
                 out = _push(blocks, k + 1, pre, both)
             losses = _row_losses(out, both, labels, targets)
-            sums += np.bincount(u * n_out + j, weights=losses[:count] - losses[count:], minlength=values.size)
+            sums += np.bincount((u + i0) * n_out + j, weights=losses[:count] - losses[count:], minlength=values.size)
     penalty = np.zeros_like(values)
     if lam:
         penalty[:n_in] = 0.5 * lam * (plus[:n_in] ** 2 - minus[:n_in] ** 2)
