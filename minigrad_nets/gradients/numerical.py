@@ -341,15 +341,21 @@ def _targets(t, batch, classes):
     return (tv, None) if kind == "labels" else (None, tv.astype(np.float64))
 
 
-def _row_losses(logits, rows, labels, targets):
-    """Per-row cross-entropy of (R, C) logits for the batch rows ``rows``, computed as ``cross_entropy`` does."""
+def _row_half_losses(logits, rows, labels, targets):
+    """Half the per-row cross-entropy of (R, C) logits for batch rows ``rows``, in ``cross_entropy``'s form.
+
+    ``cross_entropy`` is ``2 * mean(log_norm / 2 + (max z - z_y) / 2)``: halves keep the gap from
+    overflowing, so the same halves are used here.
+    """
+    m = logits.max(axis=1, keepdims=True)
     with np.errstate(over="ignore"):
-        shifted = logits - logits.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(shifted).sum(axis=1))
-    if labels is not None:
-        return log_norm - shifted[np.arange(len(rows)), labels[rows]]
-    tv = targets[rows]
-    return log_norm - (tv * np.where(tv > 0, shifted, 0.0)).sum(axis=1)
+        log_norm = np.log(np.exp(logits - m).sum(axis=1))
+        if labels is not None:
+            half_gap = m[:, 0] / 2 - logits[np.arange(len(rows)), labels[rows]] / 2
+        else:
+            tv = targets[rows]
+            half_gap = np.sum(tv * np.where(tv > 0, m / 2 - logits / 2, 0.0), axis=1)
+    return log_norm / 2 + half_gap
 
 
 def _push(blocks, start, pre, rows):
@@ -372,7 +378,8 @@ def network_full_grad(net, params, x, t, key=None, max_bytes=DEFAULT_MAX_BYTES):
     update, and only the batch rows whose column actually changed are pushed
     through the rest of the network, in stacks bounded by ``max_bytes``. Rows
     that do not change contribute exactly zero to ``f(+h) - f(-h)``, which is
-    accumulated per row (the loss is a mean over rows) plus the weight
+    accumulated per row (the loss is a mean over rows, each row's term in
+    ``cross_entropy``'s own halved form) plus the weight
     penalty's difference at the one perturbed entry. Deterministic for given
     arguments. Layers it cannot vectorise fall back to the element loop.
     """
@@ -438,10 +445,10 @@ def _block_grad(blocks, k, labels, targets, lam, widest, max_bytes):
                 pre[:count] += change_up[r, u, c][:, None] * w_rows
                 pre[count:] += change_down[r, u, c][:, None] * w_rows
                 out = _push(blocks, k + 1, pre, both)
-            losses = _row_losses(out, both, labels, targets)
+            losses = _row_half_losses(out, both, labels, targets)
             sums += np.bincount((u + i0) * n_out + j, weights=losses[:count] - losses[count:], minlength=values.size)
     penalty = np.zeros_like(values)
     if lam:
         penalty[:n_in] = 0.5 * lam * (plus[:n_in] ** 2 - minus[:n_in] ** 2)
-    grad = (sums.reshape(values.shape) / batch + penalty) / (plus - minus)
+    grad = (2 * sums.reshape(values.shape) / batch + penalty) / (plus - minus)
     return grad[:n_in], grad[n_in]
