@@ -114,19 +114,24 @@ def cross_entropy(logits, t):
         kind, tv = "labels", onp.argmax(tv, axis=-1)
     z = np.reshape(z, (count, shape[-1]))
     m = _row_max(z, -1)
+    # The weighted entries: (example, class) pairs with a positive target. Indexing, not np.where,
+    # picks them: a masked class (gap +inf) with target 0 drops out instead of making 0 * inf, and
+    # autograd's VJP of indexing keeps float32 where that of np.where would return float64.
+    if kind == "labels":
+        where, weights = (onp.arange(count), onp.reshape(tv, -1)), None
+    else:
+        tv = onp.reshape(tv, (count, shape[-1])).astype(getval(z).dtype, copy=False)
+        where = onp.nonzero(tv > 0)
+        weights = tv[where]
     # Per example the loss is log_norm + (max z - z_y). The gap may pass the float range while the
     # batch mean does not, so the mean is assembled from halves: m/2 - z/2 cannot overflow, and
     # only the final doubling can, when the exact mean itself is past the range (an honest +inf).
     with onp.errstate(over="ignore"):
         log_norm = np.log(np.sum(np.exp(z - m), axis=1))  # z - m -> -inf past the range: exp -> 0
-        if kind == "labels":
-            rows = onp.arange(count)
-            half_gap = m[:, 0] / 2 - z[rows, onp.reshape(tv, -1)] / 2
-        else:
-            tv = onp.reshape(tv, (count, shape[-1])).astype(getval(z).dtype, copy=False)
-            # Where a target is 0 its gap may be +inf (a masked class); 0 * inf must count as 0.
-            half_gap = np.sum(tv * np.where(tv > 0, m / 2 - z / 2, 0.0), axis=1)
-        return 2 * np.sum((log_norm / 2 + half_gap) / count)
+        half_gaps = m[where[0], 0] / 2 - z[where] / 2
+        if weights is not None:
+            half_gaps = weights * half_gaps
+        return 2 * (np.sum(log_norm / (2 * count)) + np.sum(half_gaps / count))
 
 
 def mean_squared_error(y, t):

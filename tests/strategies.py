@@ -108,6 +108,14 @@ def soft_targets(draw, like):
     return (weights / weights.sum(axis=-1, keepdims=True)).astype(like.dtype)
 
 
+@st.composite
+def logits_and_targets(draw):
+    """``(z, t)``: whole-range logits with integer labels or soft probability rows (one-hot included)."""
+    z, labels = draw(logits_and_labels())
+    kind = draw(st.sampled_from(["labels", "soft"]))
+    return (z, labels) if kind == "labels" else (z, draw(soft_targets(z)))
+
+
 def one_hot(labels, classes, dtype):
     """Integer labels of shape batch -> one-hot rows batch + (classes,) of ``dtype``."""
     return np.eye(classes, dtype=dtype)[labels]

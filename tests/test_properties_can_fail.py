@@ -28,7 +28,8 @@ import test_properties_cross_entropy as ce
 import test_properties_gradients as gr
 import test_properties_softmax as sm
 from minigrad_nets.gradients import backprop
-from strategies import arrays_and_axes, dyadic_arrays_and_shifts, logits_and_labels, network_problems
+from strategies import (arrays_and_axes, dyadic_arrays_and_shifts, logits_and_labels, logits_and_targets,
+                        network_problems)
 
 # A warning raised by the test's own arithmetic is a bug in the test: make it fail too.
 pytestmark = pytest.mark.filterwarnings("error")
@@ -74,14 +75,14 @@ PROPERTIES = {
     "shift-invariant": (sm.check_shift_invariant, ["softmax", "log_softmax"], dyadic_arrays_and_shifts()),
     "logsumexp bounds": (sm.check_logsumexp_bounds, ["logsumexp"], arrays_and_axes()),
     "masked classes": (sm.check_masked_classes, ["softmax", "log_softmax"], sm.arrays_axes_and_masks()),
-    "cross_entropy >= 0": (ce.check_nonnegative, ["cross_entropy"], ce.logits_and_targets()),
+    "cross_entropy >= 0": (ce.check_nonnegative, ["cross_entropy"], logits_and_targets()),
     "labels = one-hot": (ce.check_labels_equal_one_hot, ["cross_entropy"], logits_and_labels()),
-    "cross_entropy bounds": (ce.check_within_bounds, ["cross_entropy"], ce.logits_and_targets()),
-    "cross_entropy finite": (ce.check_finite_when_representable, ["cross_entropy"], ce.logits_and_targets()),
+    "cross_entropy bounds": (ce.check_within_bounds, ["cross_entropy"], logits_and_targets()),
+    "cross_entropy finite": (ce.check_finite_when_representable, ["cross_entropy"], logits_and_targets()),
     "underflowing target": (ce.check_within_bounds, ["cross_entropy"], ce.logits_with_underflowing_target()),
     "one class gives 0": (ce.check_single_class_is_zero, ["cross_entropy"], ce.single_class_logits()),
     "gradient = (softmax - onehot) / B": (gr.check_logit_gradient_is_softmax_minus_onehot, ["logit_gradient"],
-                                          logits_and_labels()),
+                                          logits_and_targets()),
     "gradient signs and bounds": (gr.check_logit_gradient_signs_and_bounds, ["logit_gradient"],
                                   logits_and_labels()),
 }

@@ -14,7 +14,7 @@ import minigrad_nets as mg
 from minigrad_nets.gradients.backprop import softmax_cross_entropy
 from minigrad_nets.layers import layer_rng
 from minigrad_nets.tree import tree_leaves, tree_leaves_with_paths
-from strategies import logits_and_labels, network_problems, one_hot
+from strategies import logits_and_labels, logits_and_targets, network_problems, one_hot
 from strict_numerics import strict_numerics
 
 # A warning raised by the test's own arithmetic is a bug in the test: make it fail too.
@@ -29,23 +29,28 @@ def autograd_logit_gradient(z, t):
 def backprop_logit_gradient(z, t):
     """d cross_entropy / d logits by the backprop path's fused rule: shape of z."""
     classes = z.shape[-1]
-    return softmax_cross_entropy(z.reshape(-1, classes), np.reshape(t, -1))[1].reshape(z.shape)
+    t = np.reshape(t, -1) if np.ndim(t) == z.ndim - 1 else np.reshape(t, (-1, classes))
+    return softmax_cross_entropy(z.reshape(-1, classes), t)[1].reshape(z.shape)
 
 
 LOGIT_GRADIENTS = {"autograd": autograd_logit_gradient, "backprop": backprop_logit_gradient}
 
 
 def expected_logit_gradient(z, t):
-    """``(softmax(z) - onehot(t)) / B`` in float64 (softmax's own properties are tested separately)."""
+    """``(softmax(z) - T) / B`` in float64, T the one-hot rows of labels t or the target rows t themselves.
+
+    (softmax's own properties are tested separately.)
+    """
     batch = int(np.prod(z.shape[:-1]))
-    return (mg.softmax(z.astype(np.float64)) - one_hot(t, z.shape[-1], np.float64)) / batch
+    targets = one_hot(t, z.shape[-1], np.float64) if np.ndim(t) == z.ndim - 1 else t.astype(np.float64)
+    return (mg.softmax(z.astype(np.float64)) - targets) / batch
 
 
 # ---------------------------------------------------------------- the properties
 
 
 def check_logit_gradient_is_softmax_minus_onehot(logit_gradient, z, t):
-    """The gradient is finite, of z's dtype, and equals (softmax - onehot) / B to a few eps / B."""
+    """The gradient is finite, of z's dtype, and equals (softmax - onehot) / B to a few eps / B (soft targets too)."""
     with strict_numerics():
         g = logit_gradient(z, t)
     assert g.shape == z.shape and g.dtype == z.dtype
@@ -71,7 +76,7 @@ def check_logit_gradient_signs_and_bounds(logit_gradient, z, t):
 # ---------------------------------------------------------------- the tests (both paths)
 
 
-@given(st.sampled_from(sorted(LOGIT_GRADIENTS)), logits_and_labels())
+@given(st.sampled_from(sorted(LOGIT_GRADIENTS)), logits_and_targets())
 def test_logit_gradient_is_softmax_minus_onehot_over_batch(path, case):
     check_logit_gradient_is_softmax_minus_onehot(LOGIT_GRADIENTS[path], *case)
 
