@@ -83,6 +83,8 @@ PROPERTIES = {
     "one class gives 0": (ce.check_single_class_is_zero, ["cross_entropy"], ce.single_class_logits()),
     "gradient = (softmax - onehot) / B": (gr.check_logit_gradient_is_softmax_minus_onehot, ["logit_gradient"],
                                           logits_and_targets()),
+    "softmax / log_softmax VJPs": (gr.check_softmax_vjps, ["softmax", "log_softmax"],
+                                   gr.arrays_axes_and_cotangents()),
     "gradient signs and bounds": (gr.check_logit_gradient_signs_and_bounds, ["logit_gradient"],
                                   logits_and_labels()),
 }

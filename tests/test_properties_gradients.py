@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import minigrad_nets as mg
 from minigrad_nets.gradients.backprop import softmax_cross_entropy
 from minigrad_nets.layers import layer_rng
 from minigrad_nets.tree import tree_leaves, tree_leaves_with_paths
-from strategies import logits_and_labels, logits_and_targets, network_problems, one_hot
+from strategies import arrays_and_axes, logits_and_labels, logits_and_targets, network_problems, one_hot
 from strict_numerics import strict_numerics
 
 # A warning raised by the test's own arithmetic is a bug in the test: make it fail too.
@@ -73,6 +74,31 @@ def check_logit_gradient_signs_and_bounds(logit_gradient, z, t):
     assert np.all(np.abs(row_sums) <= 2 * classes * np.finfo(z.dtype).eps / batch)
 
 
+def check_softmax_vjps(softmax, log_softmax, x, axis, w):
+    """Vector-Jacobian products by autograd, finite and of x's dtype for any finite x:
+    softmax: p * (w - Σ w p); log_softmax: w - p Σ w (sums along the axis)."""
+    with strict_numerics():
+        v_soft = autograd.make_vjp(lambda y: softmax(y, axis))(x)[0](w)
+        v_log = autograd.make_vjp(lambda y: log_softmax(y, axis))(x)[0](w)
+    for v in (v_soft, v_log):
+        assert v.dtype == x.dtype and v.shape == x.shape and np.all(np.isfinite(v))
+    p = mg.softmax(x.astype(np.float64), axis)
+    w64 = w.astype(np.float64)
+    n, eps = x.shape[axis], float(np.finfo(x.dtype).eps)
+    expected_soft = p * (w64 - np.sum(w64 * p, axis=axis, keepdims=True))
+    expected_log = w64 - p * np.sum(w64, axis=axis, keepdims=True)
+    assert np.all(np.abs(v_soft - expected_soft) <= 4 * (n + 2) * eps * np.maximum(p, eps) + np.finfo(x.dtype).tiny)
+    assert np.all(np.abs(v_log - expected_log) <= 4 * (n + 2) * eps * (1 + n))
+
+
+@st.composite
+def arrays_axes_and_cotangents(draw):
+    """``(x, axis, w)``: whole-range x as in arrays_and_axes and a cotangent w of x's shape in [-1, 1]."""
+    x, axis = draw(arrays_and_axes())
+    w = draw(hnp.arrays(x.dtype, x.shape, elements=st.floats(-1, 1, width=x.dtype.itemsize * 8)))
+    return x, axis, w
+
+
 # ---------------------------------------------------------------- the tests (both paths)
 
 
@@ -84,6 +110,11 @@ def test_logit_gradient_is_softmax_minus_onehot_over_batch(path, case):
 @given(st.sampled_from(sorted(LOGIT_GRADIENTS)), logits_and_labels())
 def test_logit_gradient_signs_bounds_and_row_sums(path, case):
     check_logit_gradient_signs_and_bounds(LOGIT_GRADIENTS[path], *case)
+
+
+@given(arrays_axes_and_cotangents())
+def test_softmax_and_log_softmax_vjps(case):
+    check_softmax_vjps(mg.softmax, mg.log_softmax, *case)
 
 
 @given(st.sampled_from(sorted(LOGIT_GRADIENTS)), st.sampled_from([np.float64, np.float32]), st.data())
