@@ -29,17 +29,40 @@ def sigmoid(x):
     return onp.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-defvjp(sigmoid, lambda ans, x: lambda g: g * ans * (1 - ans))
+def _sigmoid_slope(x):
+    """``sigmoid(x) * sigmoid(-x)`` as ``e / (1 + e)**2`` with ``e = exp(-|x|)``: no cancellation in ``1 - ans``."""
+    e = onp.exp(-onp.abs(as_float_array(x)))
+    return e / (1 + e) ** 2
 
 
+defvjp(sigmoid, lambda ans, x: lambda g: g * _sigmoid_slope(x))
+
+
+@primitive
 def relu(x):
     """``max(x, 0)`` elementwise, with gradient 0 at 0 (the book's rule). Shape in = shape out."""
-    return np.where(as_float_array(x) > 0, x, 0.0)
+    x = as_float_array(x)
+    return onp.where(x > 0, x, 0.0)
 
 
+# A primitive with its own rule, as autograd's VJP of np.where would turn float32 gradients into float64.
+defvjp(relu, lambda ans, x: lambda g: g * (ans > 0))
+
+
+@primitive
 def tanh(x):
     """Hyperbolic tangent, elementwise. Shape in = shape out."""
-    return np.tanh(as_float_array(x))
+    return onp.tanh(as_float_array(x))
+
+
+def _tanh_slope(x):
+    """``1 / cosh(x)**2`` as ``4e / (1 + e)**2`` with ``e = exp(-|x|)**2``: exact to rounding, never overflowing."""
+    e = onp.exp(-onp.abs(as_float_array(x))) ** 2  # not exp(-2|x|): 2|x| overflows at the top of the range
+    return 4 * e / (1 + e) ** 2
+
+
+# autograd's own rule, g / cosh(x)**2, overflows (a RuntimeWarning) once |x| > 710 (float64) or ~45 (float32).
+defvjp(tanh, lambda ans, x: lambda g: g * _tanh_slope(x))
 
 
 def _row_max(x, axis):

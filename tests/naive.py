@@ -1,10 +1,26 @@
-"""The textbook implementations the property suite must catch: exp(x) / sum(exp(x)), log(sum(exp(x))) and -log(p + 1e-7).
+"""The textbook implementations the property suite must catch: exp(x) / sum(exp(x)), log(sum(exp(x))),
+-log(p + 1e-7), and the plain activations 1 / (1 + exp(-x)), np.tanh and np.maximum(x, 0).
 
 They are correct for small logits and wrong at the edges (overflow to inf / NaN,
 underflow to log(0), a loss that is negative or capped near 16.1). test_properties_can_fail.py
 runs the suite's properties against them and requires a counterexample for each.
 """
 import autograd.numpy as np
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)): exp overflows for x below about -709. Shape in = shape out."""
+    return 1 / (1 + np.exp(-x))
+
+
+def tanh(x):
+    """np.tanh, differentiated by autograd's own rule g / cosh(x)**2, which overflows for large |x|."""
+    return np.tanh(x)
+
+
+def relu(x):
+    """np.maximum(x, 0): autograd splits the tie at 0, a gradient of 0.5 there. Shape in = shape out."""
+    return np.maximum(x, 0.0)
 
 
 def softmax(x, axis=-1):

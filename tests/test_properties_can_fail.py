@@ -54,12 +54,13 @@ def naive_functions(loud):
     wrap = (lambda f: f) if loud else quiet
     return {"softmax": wrap(naive.softmax), "log_softmax": wrap(naive.log_softmax), "logsumexp": wrap(naive.logsumexp),
             "cross_entropy": wrap(naive.cross_entropy),
-            "logit_gradient": wrap(autograd.grad(naive.cross_entropy))}
+            "logit_gradient": wrap(autograd.grad(naive.cross_entropy)),
+            "sigmoid": wrap(naive.sigmoid), "tanh": wrap(naive.tanh), "relu": wrap(naive.relu)}
 
 
 LIBRARY = {"softmax": mg.softmax, "log_softmax": mg.log_softmax, "logsumexp": mg.logsumexp,
            "cross_entropy": mg.cross_entropy,
-           "logit_gradient": gr.autograd_logit_gradient}
+           "logit_gradient": gr.autograd_logit_gradient, "sigmoid": mg.sigmoid, "tanh": mg.tanh, "relu": mg.relu}
 
 # property name -> (its body, the implementations it takes, the strategy it is tested with)
 PROPERTIES = {
@@ -85,6 +86,8 @@ PROPERTIES = {
                                           logits_and_targets()),
     "softmax / log_softmax VJPs": (gr.check_softmax_vjps, ["softmax", "log_softmax"],
                                    gr.arrays_axes_and_cotangents()),
+    "activation slopes": (gr.check_activation_slopes, ["sigmoid", "tanh", "relu"],
+                          arrays_and_axes().map(lambda case: case[:1])),
     "gradient signs and bounds": (gr.check_logit_gradient_signs_and_bounds, ["logit_gradient"],
                                   logits_and_labels()),
 }

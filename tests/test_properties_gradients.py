@@ -99,6 +99,25 @@ def arrays_axes_and_cotangents(draw):
     return x, axis, w
 
 
+def check_activation_slopes(sigmoid, tanh, relu, x):
+    """autograd's derivatives of the activations, elementwise: finite, quiet, of x's dtype, and equal to
+    sigmoid(x) sigmoid(-x), 1 / cosh(x)**2 and [x > 0] (0 at the kink, the book's rule) to a few eps."""
+    slopes = {}
+    with strict_numerics():
+        for name, fn in (("sigmoid", sigmoid), ("tanh", tanh), ("relu", relu)):
+            slopes[name] = autograd.make_vjp(fn)(x)[0](np.ones_like(x))
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore", under="ignore"):  # the references, in float64: exp / cosh -> inf is exact here
+        logistic = lambda v: 1 / (1 + np.exp(-v))
+        expected = {"sigmoid": logistic(x64) * logistic(-x64), "tanh": 1 / np.cosh(x64) ** 2,
+                    "relu": (x64 > 0).astype(np.float64)}
+    eps, tiny = float(np.finfo(x.dtype).eps), float(np.finfo(x.dtype).tiny)
+    for name, slope in slopes.items():
+        assert slope.dtype == x.dtype and np.all(np.isfinite(slope)), name
+        error = np.abs(slope.astype(np.float64) - expected[name])
+        assert np.all(error <= 8 * eps * expected[name] + tiny), (name, x[np.argmax(error)])
+
+
 # ---------------------------------------------------------------- the tests (both paths)
 
 
@@ -110,6 +129,11 @@ def test_logit_gradient_is_softmax_minus_onehot_over_batch(path, case):
 @given(st.sampled_from(sorted(LOGIT_GRADIENTS)), logits_and_labels())
 def test_logit_gradient_signs_bounds_and_row_sums(path, case):
     check_logit_gradient_signs_and_bounds(LOGIT_GRADIENTS[path], *case)
+
+
+@given(arrays_and_axes())
+def test_activation_slopes(case):
+    check_activation_slopes(mg.sigmoid, mg.tanh, mg.relu, case[0])
 
 
 @given(arrays_axes_and_cotangents())
