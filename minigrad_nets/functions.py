@@ -1,7 +1,8 @@
 """Activations and losses, written with ``autograd.numpy`` so autograd can differentiate them.
 
 All are stable for any finite input: no overflow, no NaN, no ``+1e-7`` inside a
-log. Float32 in gives float32 out. Losses take *logits* (pre-softmax scores),
+log; so are their autograd gradients. Float32 in gives float32 out (gradients
+too). Losses take *logits* (pre-softmax scores),
 not probabilities: softmax and the log are fused, which is what keeps them exact.
 
 Edge cases, decided once for all functions here:
