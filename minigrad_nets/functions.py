@@ -162,6 +162,7 @@ def mean_squared_error(y, t):
     """The book's ``0.5 * sum((y - t)**2)`` per example, averaged over the batch. (B, C) or (C,) -> scalar.
 
     ``t`` is an array shaped like ``y``, or integer labels (read as one-hot).
+    A squared difference past the float range gives ``+inf``, quietly.
     """
     y = as_float_array(y, "y")
     shape = onp.shape(getval(y))
@@ -174,4 +175,5 @@ def mean_squared_error(y, t):
         tv = onp.eye(shape[-1], dtype=getval(y).dtype)[tv]
     elif onp.shape(tv) != shape:
         raise ValueError(f"t has shape {onp.shape(tv)}; expected the shape of y, {shape}")
-    return 0.5 * np.sum((y - tv) ** 2) / count
+    with onp.errstate(over="ignore"):  # |y - t| beyond sqrt(max): an honest +inf, not a warning
+        return 0.5 * np.sum((y - tv) ** 2) / count

@@ -206,3 +206,16 @@ def test_nan_plus_inf_and_all_masked_rows_are_value_errors(case, what, data):
 def test_empty_batch_is_a_value_error(dtype, classes):
     with strict_numerics(), pytest.raises(ValueError, match="empty batch"):
         mg.cross_entropy(np.zeros((0, classes), dtype), np.zeros(0, dtype=np.int64))
+
+
+@given(logits_and_targets())
+def test_mean_squared_error_is_quiet_nonnegative_and_finite_in_range(case):
+    """0.5 Σ (y - t)² / B: >= 0, of y's dtype, no warning; finite when the sum of squares fits the dtype."""
+    y, t = case
+    with strict_numerics():
+        loss = mg.mean_squared_error(y, t)
+    assert np.asarray(loss).dtype == y.dtype and loss >= 0
+    _, weights = as_rows(y, t)
+    worst = float(np.max(np.abs(y.reshape(weights.shape).astype(np.float64) - weights)))
+    if worst <= np.sqrt(float(np.finfo(y.dtype).max) / y.size) / 2:
+        assert np.isfinite(loss)
