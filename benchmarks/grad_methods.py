@@ -20,23 +20,40 @@ leaves (over the probed values for sampled / directional / a partial loop).
 Memory is the peak of Python + numpy allocations during one gradient call,
 by ``tracemalloc``.
 
-    .venv/bin/python benchmarks/grad_methods.py [--quick] [--json PATH] [--threads 2]
+    .venv/bin/python benchmarks/grad_methods.py [--quick] [--json PATH] [--threads 1]
 """
 import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_step  # noqa: E402  (sets the BLAS thread count from --threads before numpy loads)
+
+def _threads_from_argv(argv, default=1):
+    """The --threads value, read before numpy is imported (BLAS reads its thread count once, at load)."""
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--threads="):
+            return arg.split("=", 1)[1]
+    return str(default)
+
+
+# One BLAS thread by default: on a shared 2-core machine two BLAS threads stall whenever the
+# other core is busy (a 100x100 product at batch 128 then takes milliseconds, not microseconds),
+# which would swamp the comparison.
+_THREADS = _threads_from_argv(sys.argv)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = _THREADS
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
 
-import numpy as np  # noqa: E402
+import numpy as np  # noqa: E402  (before train_step, so that its own thread default does not apply)
 
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 import minigrad_nets as mg  # noqa: E402
+import train_step  # noqa: E402
 from minigrad_nets.gradients import numerical  # noqa: E402
 from minigrad_nets.tree import tree_leaves  # noqa: E402
 
@@ -209,7 +226,7 @@ def run(quick, loop_budget):
     return {
         "benchmark": "grad_methods",
         "config": {"dtype": "float64", "networks": {n: NETWORKS[n] for n in names}, "batches": batches,
-                   "samples": SAMPLES, "loop_budget_seconds": loop_budget, "threads": int(train_step._THREADS),
+                   "samples": SAMPLES, "loop_budget_seconds": loop_budget, "threads": int(_THREADS),
                    "quick": quick, "data": "synthetic uniform [0, 1), random labels", "numpy": np.__version__,
                    "python": platform.python_version(), "cpus": os.cpu_count()},
         "results": results,
@@ -241,7 +258,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="two tiny networks only (seconds; for CI)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
-    parser.add_argument("--threads", default=train_step._THREADS, help="BLAS threads (default 2)")
+    parser.add_argument("--threads", default=_THREADS, help="BLAS threads (default 1)")
     parser.add_argument("--loop-budget", type=float,
                         help="seconds the book's loop may run per case before it is timed on a subset "
                              "and extrapolated (default 10; 1 with --quick)")

@@ -30,8 +30,9 @@ def _threads_from_argv(argv, default=2):
 
 
 _THREADS = _threads_from_argv(sys.argv)
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = _THREADS
+if "numpy" not in sys.modules:  # else imported by a script (grad_methods.py) that has chosen already
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = _THREADS
 
 import argparse  # noqa: E402
 import gzip  # noqa: E402
