@@ -34,14 +34,15 @@ class Layer(NamedTuple):
 
 
 def layer_rng(key, index):
-    """The generator for layer ``index`` under dropout ``key`` (None when key is None)."""
+    """The seed for layer ``index`` under dropout ``key``: a ``SeedSequence`` (None when key is None).
+
+    A seed, not a Generator, so that a nested ``serial`` can split it again for its own layers.
+    """
     if key is None:
         return None
     if isinstance(key, np.random.SeedSequence):
-        seq = np.random.SeedSequence(key.entropy, spawn_key=tuple(key.spawn_key) + (index,))
-    else:
-        seq = np.random.SeedSequence(check_key(key), spawn_key=(index,))
-    return np.random.default_rng(seq)
+        return np.random.SeedSequence(key.entropy, spawn_key=tuple(key.spawn_key) + (index,))
+    return np.random.SeedSequence(check_key(key), spawn_key=(index,))
 
 
 def check_key(key):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import minigrad_nets as mg
-from minigrad_nets.layers import Dense, Dropout, Flatten, Relu, Sigmoid, Tanh
+from minigrad_nets.layers import Dense, Dropout, Flatten, Relu, Sigmoid, Tanh, serial
 from minigrad_nets.tree import tree_leaves, tree_leaves_with_paths, tree_structure
 
 FUSED = "autograd-fused"
@@ -62,6 +62,16 @@ def test_every_layer_kind_including_leading_and_trailing_parameter_free_layers()
     assert_agree(net, params, x, t)
     trailing = mg.Network((Dense(5), Tanh, Dense(3), Tanh), input_size=7, output_size=3)
     assert_agree(trailing, trailing.init(2), x, t)
+
+
+def test_a_nested_serial_with_dropout_is_one_layer_whose_params_are_a_list():
+    inner = serial(Dense(5), Relu, Dropout(0.3), Dense(4))
+    net = mg.Network((inner, Tanh, Dropout(0.2), Dense(3)), input_size=6, output_size=3, weight_decay=0.1)
+    rng = np.random.default_rng(2)
+    params, x, t = net.init(2), rng.standard_normal((6, 6)), rng.integers(0, 3, size=6)
+    assert isinstance(params[0], list)
+    assert_agree(net, params, x, t, key=(4, 1))
+    assert_agree(net, params, x, t)
 
 
 def test_one_hot_targets_give_the_labels_gradient_and_a_single_sample_works():
