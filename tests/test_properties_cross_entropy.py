@@ -107,10 +107,12 @@ def logits_with_underflowing_target(draw):
     z, t = draw(logits_and_labels(shapes=hnp.array_shapes(min_dims=1, max_dims=3, min_side=2, max_side=5)))
     z = np.clip(z, -1e3, 1e3).astype(z.dtype)
     top = float(np.finfo(z.dtype).max)
-    gap = draw(st.floats(1e3 if z.dtype == np.float64 else 1e2, top / 4, width=z.dtype.itemsize * 8))
+    least = 1e3 if z.dtype == np.float64 else 120.0  # exp(-least) is 0 in the dtype
+    gap = draw(st.floats(least, top / 4, width=z.dtype.itemsize * 8))
     rows = z.reshape(-1, z.shape[-1])
-    labels = t.reshape(-1)
-    rows[np.arange(len(rows)), labels] = rows.max(axis=1) - gap
+    picked = (np.arange(len(rows)), t.reshape(-1))
+    rows[picked] = -np.inf
+    rows[picked] = rows.max(axis=1) - gap  # gap below the best of the other classes
     return rows.reshape(z.shape), t
 
 
