@@ -28,6 +28,7 @@ class Network:
     dtype: np.dtype = np.dtype(np.float64)
     model: object = field(default=None, repr=False, compare=False)
     _template: list = field(default=None, repr=False, compare=False)
+    _leaf_shapes: list = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -41,6 +42,7 @@ class Network:
         if out_shape[-1] != self.output_size:
             raise ValueError(f"model outputs {out_shape[-1]} values, network declares {self.output_size}")
         object.__setattr__(self, "_template", template)
+        object.__setattr__(self, "_leaf_shapes", [(path, leaf.shape) for path, leaf in tree_leaves_with_paths(template)])
 
     # ------------------------------------------------------------ params
 
@@ -54,19 +56,35 @@ class Network:
 
     def param_shapes(self):
         """``[(path, shape), ...]`` for every leaf of this network's params."""
-        return [(path, leaf.shape) for path, leaf in tree_leaves_with_paths(self._template)]
+        return list(self._leaf_shapes)
 
     def check_params(self, params):
         """Raise TypeError / ValueError naming the first leaf whose structure, shape or dtype is wrong."""
         params = getval(params)  # under autograd the containers themselves are boxed
+        if self._params_look_right(params):
+            return
         check_same_structure(self._template, params, "the network's params", "params")
-        for (path, want), (_, value) in zip(tree_leaves_with_paths(self._template), tree_leaves_with_paths(params)):
+        for (path, want), (_, value) in zip(self._leaf_shapes, tree_leaves_with_paths(params)):
             dtype = getattr(value, "dtype", None)
             if dtype is None or np.dtype(dtype).kind != "f":
                 raise TypeError(f"params{path} must be a float array, got {type(value).__name__}"
                                 + (f" of dtype {dtype}" if dtype is not None else ""))
-            if np.shape(value) != want.shape:
-                raise ValueError(f"params{path} has shape {np.shape(value)}; this network expects {want.shape}")
+            if np.shape(value) != want:
+                raise ValueError(f"params{path} has shape {np.shape(value)}; this network expects {want}")
+
+    def _params_look_right(self, params):
+        """The common case, checked fast (a step calls this): the template's list of flat dicts of float arrays."""
+        if type(params) is not list or len(params) != len(self._template):
+            return False
+        shapes = iter(self._leaf_shapes)
+        for layer, want in zip(params, self._template):
+            if type(layer) is not dict or type(want) is not dict or layer.keys() != want.keys():
+                return False
+            for k in sorted(layer):
+                value = layer[k]
+                if type(value) is not np.ndarray or value.dtype.kind != "f" or value.shape != next(shapes)[1]:
+                    return False
+        return True
 
     # ------------------------------------------------------------ inputs
 
@@ -83,6 +101,16 @@ class Network:
         if not hasattr(x, "_value") and x.dtype != self.dtype:
             x = x.astype(self.dtype)
         return (anp.reshape(x, (1, -1)) if single else x), single
+
+    def check_batch(self, params, x, t):
+        """Check params and x; a single sample (input_size,) with its label becomes a batch of one: -> (x (B, n), t)."""
+        self.check_params(params)
+        x, single = self.check_input(x)
+        if single:
+            t = np.asarray(getval(t))
+            if t.ndim == 0 or (t.ndim == 1 and t.dtype.kind == "f"):  # a label, or a one-hot row
+                t = t[None]
+        return x, t
 
     # ------------------------------------------------------------ functions of params
 
@@ -122,7 +150,12 @@ class Network:
 
     def loss(self, params, x, t, key=None):
         """Mean softmax cross-entropy of apply(params, x) against t, plus ½λΣ‖W‖²: a scalar."""
-        return functions.cross_entropy(self.apply(params, x, key), t) + self.weight_penalty(params)
+        x, t = self.check_batch(params, x, t)
+        return self.batch_loss(params, x, t, key)
+
+    def batch_loss(self, params, x, t, key=None):
+        """``loss`` without the checks, for a batch that ``check_batch`` has already passed."""
+        return functions.cross_entropy(self.model.apply(params, x, key), t) + self.weight_penalty(params)
 
 
 def mlp(input_size, hidden_sizes, output_size, activation="relu", init="he",

@@ -191,3 +191,15 @@ def test_gradient_of_loss_wrt_input_is_possible():
     params = net.init(0)
     g = autograd.grad(lambda x: net.loss(params, x, np.array([1])))(np.ones((1, 6)))
     assert g.shape == (1, 6) and np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize("method", ["autograd", "backprop", "autograd-fused", "numerical"])
+def test_single_sample_gradient_equals_batch_of_one(method):
+    net = mg.mlp(6, [5], 3, weight_decay=0.1)
+    params = net.init(0)
+    x = np.random.default_rng(0).random(6)
+    for t_single, t_batch in ((2, np.array([2])), (np.eye(3)[2], np.eye(3)[[2]])):
+        loss, g = mg.value_and_grad(net, params, x, t_single, method=method)
+        loss1, g1 = mg.value_and_grad(net, params, x[None], t_batch, method=method)
+        assert loss == loss1
+        assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(g), tree_leaves(g1)))

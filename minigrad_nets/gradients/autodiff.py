@@ -4,6 +4,5 @@ import autograd
 
 def value_and_grad(net, params, x, t, key=None):
     """``(loss, gradient)`` of ``net.loss(params, x, t, key)`` by autograd; the gradient has the structure of params."""
-    net.check_params(params)
-    x, _ = net.check_input(x)
-    return autograd.value_and_grad(net.loss)(params, x, t, key)
+    x, t = net.check_batch(params, x, t)
+    return autograd.value_and_grad(net.batch_loss)(params, x, t, key)

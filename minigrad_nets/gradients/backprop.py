@@ -35,8 +35,7 @@ def softmax_cross_entropy(logits, t):
 
 def value_and_grad(net, params, x, t, key=None):
     """``(loss, gradient)`` of ``net.loss(params, x, t, key)`` by backprop; the gradient has the structure of params."""
-    net.check_params(params)
-    x, _ = net.check_input(x)
+    x, t = net.check_batch(params, x, t)
     logits, caches = net.model.forward(params, x, key)
     loss, dlogits = softmax_cross_entropy(logits, t)
     grads, _ = net.model.backward(params, caches, dlogits, need_dx=False)

@@ -300,15 +300,15 @@ def check_gradients(net, params, x, t, methods=DEFAULT_METHODS, mode="full", see
     numerical._check_seed(seed)
     samples = numerical._check_samples(samples)
     caller_params, caller_x, caller_t = _snapshot(params), np.array(x, copy=True), np.array(t, copy=True)
-    net64, params64, x64 = numerical.as_float64(net, params, x)
-    net64.loss(params64, x64, t, key)  # bad targets or key: the usual clear error, before anything runs
+    net64, params64, x64, t64 = numerical.as_float64(net, params, x, t)
+    net64.loss(params64, x64, t64, key)  # bad targets or key: the usual clear error, before anything runs
     copies = (_snapshot(params64), np.array(x64, copy=True))
 
     checks, results = [], {}
     for m in methods:
         try:
-            results[m] = _run(m, net64, params64, x64, t, key, mode, samples, seed)
-            again = _run(m, net64, params64, x64, t, key, mode, samples, seed) if repeat else None
+            results[m] = _run(m, net64, params64, x64, t64, key, mode, samples, seed)
+            again = _run(m, net64, params64, x64, t64, key, mode, samples, seed) if repeat else None
         except Exception as err:  # a broken path is a finding to report, not a crash
             checks.append(Check(f"{m} runs", False, f"raised {type(err).__name__}: {err}"))
             results.pop(m, None)

@@ -201,8 +201,7 @@ defvjp(_weight_penalty, _weight_penalty_vjp)
 
 def value_and_grad(net, params, x, t, key=None):
     """``(loss, gradient)`` of ``net.loss(params, x, t, key)`` by fused autograd; the gradient has the structure of params."""
-    net.check_params(params)
-    x, _ = net.check_input(x)
+    x, t = net.check_batch(params, x, t)
     plan = _plan(net, params)
 
     def loss(traced_params):

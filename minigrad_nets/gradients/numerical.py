@@ -222,13 +222,12 @@ def _network_of(f):
     return None
 
 
-def as_float64(net, params, x):
-    """``(net64, params64, x64)``: the same network and arguments in float64, as copies."""
-    net.check_params(params)
-    x, _ = net.check_input(x)
+def as_float64(net, params, x, t):
+    """``(net64, params64, x64, t)``: the same network and a checked batch in float64, as copies."""
+    x, t = net.check_batch(params, x, t)
     net64 = net if net.dtype == np.float64 else dataclasses.replace(net, dtype=np.float64)
     params64 = tree_unflatten(params, _float64_leaves(params))
-    return net64, params64, np.array(x, dtype=np.float64, copy=True)
+    return net64, params64, np.array(x, dtype=np.float64, copy=True), t
 
 
 def value_and_grad(net, params, x, t, key=None):
@@ -236,7 +235,7 @@ def value_and_grad(net, params, x, t, key=None):
 
     The gradient has the structure of params and each leaf's dtype.
     """
-    net64, params64, x64 = as_float64(net, params, x)
+    net64, params64, x64, t = as_float64(net, params, x, t)
     loss = net64.loss(params64, x64, t, key)
     grads = network_full_grad(net64, params64, x64, t, key)
     return loss, tree_unflatten(params, [g.astype(np.asarray(p).dtype, copy=False)
@@ -383,7 +382,7 @@ def network_full_grad(net, params, x, t, key=None, max_bytes=DEFAULT_MAX_BYTES):
     penalty's difference at the one perturbed entry. Deterministic for given
     arguments. Layers it cannot vectorise fall back to the element loop.
     """
-    net64, params64, x64 = as_float64(net, params, x)
+    net64, params64, x64, t = as_float64(net, params, x, t)
     net64.loss(params64, x64, t, key)  # validates t and key with the usual clear errors
     blocks = _baseline_blocks(net64, params64, x64, key)
     if blocks is None:
