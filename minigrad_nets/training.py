@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .checks import labels_or_targets
-from .gradients import METHODS, value_and_grad
+from .gradients import METHODS, TRAINING_METHOD, value_and_grad
 from .tree import check_same_shapes, tree_leaves_with_paths, tree_unflatten
 
 CHECKPOINT_FORMAT = 1
@@ -172,7 +172,7 @@ def load_checkpoint(path, params_like, opt_state_like):
 
 
 def fit(net, params, optimizer, train_data, *, test_data=None, epochs=None, iterations=None, batch_size=100,
-        seed=0, method="autograd", eval_every=None, eval_samples=None, progress=True, checkpoint=None,
+        seed=0, method=TRAINING_METHOD, eval_every=None, eval_samples=None, progress=True, checkpoint=None,
         checkpoint_every=None, resume=False, log=None):
     """Train ``params`` of ``net`` on ``train_data = (x, t)``; returns ``FitResult(params, opt_state, history)``.
 

@@ -10,7 +10,7 @@ import sys
 import time
 import warnings
 
-from ..gradients import METHODS
+from ..gradients import METHODS, TRAINING_METHOD
 
 # per experiment: full-run defaults and the --quick overrides (a smoke test of a few seconds)
 DEFAULTS = {
@@ -54,8 +54,8 @@ def register(subparsers):
                                 help="directory holding the four MNIST IDX files (an error if they are not there)")
             parser.add_argument("--download", action="store_true",
                                 help="download full MNIST into the cache when it is not found")
-            parser.add_argument("--method", default="backprop", choices=sorted(METHODS),
-                                help="gradient path (default: backprop, the fastest exact one)")
+            parser.add_argument("--method", default=TRAINING_METHOD, choices=sorted(METHODS),
+                                help=f"gradient path (default: {TRAINING_METHOD})")
         if name in ("weight-init", "optimizers", "all"):
             parser.add_argument("--iterations", type=_positive_int,
                                 help="training iterations (default 2000; 100 with --quick)")

@@ -5,6 +5,8 @@ import sys
 import time
 import warnings
 
+from ..gradients import METHODS, TRAINING_METHOD
+
 QUICK_TRAIN, QUICK_TEST, QUICK_ITERATIONS = 1000, 500, 20
 
 
@@ -65,7 +67,8 @@ def register(subparsers):
     length.add_argument("--epochs", type=_positive_int, help="epochs to train (default 5; total when resuming)")
     length.add_argument("--iterations", type=_positive_int, help="iterations to train (total when resuming)")
     parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed for weights, order and dropout")
-    parser.add_argument("--method", default="autograd", help="gradient path: autograd, backprop, ...")
+    parser.add_argument("--method", default=TRAINING_METHOD, choices=sorted(METHODS),
+                        help=f"gradient path (default: {TRAINING_METHOD})")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--out", metavar="PATH",
                         help="checkpoint: an .npz path, or a directory to hold checkpoint.npz")

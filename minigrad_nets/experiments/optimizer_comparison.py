@@ -1,5 +1,6 @@
 """The book's optimizer comparison on MNIST: SGD, Momentum, AdaGrad and Adam training the same 5-layer ReLU network."""
 from .. import optimizers as optim
+from ..gradients import TRAINING_METHOD
 from ..network import mlp
 from .loss_curves import num_features, train_loss_curves
 
@@ -14,7 +15,7 @@ BOOK_OPTIMIZERS = {
 
 def optimizer_comparison(train_data, test_data=None, *, optimizers=None, hidden_sizes=(100,) * 4, num_classes=10,
                          init="he", batch_size=128, iterations=2000, report_every=100, seed=0,
-                         method="backprop", dtype="float32", smoothing_window=11, eval_samples=10000,
+                         method=TRAINING_METHOD, dtype="float32", smoothing_window=11, eval_samples=10000,
                          progress=False):
     """Train ``mlp(D, hidden_sizes, num_classes)`` (ReLU, He) with each optimizer, same start, same batches.
 

@@ -2,6 +2,7 @@
 import numpy as np
 
 from .. import optimizers
+from ..gradients import TRAINING_METHOD
 from ..network import mlp
 from ..training import fit
 from .loss_curves import num_features
@@ -12,7 +13,7 @@ BOOK_VARIANTS = {"plain": {}, "weight decay": {"weight_decay": 0.1}, "dropout": 
 
 def overfitting_comparison(train_data, test_data, *, num_train=300, variants=None, hidden_sizes=(100,) * 6,
                            num_classes=10, init="he", batch_size=100, lr=0.01, epochs=200, seed=0,
-                           method="backprop", dtype="float32", progress=False):
+                           method=TRAINING_METHOD, dtype="float32", progress=False):
     """Train accuracy vs test accuracy per epoch, for each regularisation variant, on the first ``num_train`` images.
 
     Each variant is ``mlp(D, hidden_sizes, num_classes, init=init, **kwargs)``

@@ -1,5 +1,6 @@
 """The book's weight-initialisation comparison: a 5-layer ReLU network trained from std 0.01, Xavier and He weights."""
 from .. import optimizers
+from ..gradients import TRAINING_METHOD
 from ..network import mlp
 from .loss_curves import num_features, train_loss_curves
 
@@ -9,7 +10,7 @@ BOOK_INITS = {"std=0.01": 0.01, "xavier": "xavier", "he": "he"}
 
 def weight_init_comparison(train_data, test_data=None, *, inits=None, hidden_sizes=(100,) * 4, num_classes=10,
                            batch_size=128, lr=0.01, iterations=2000, report_every=100, seed=0,
-                           method="backprop", dtype="float32", smoothing_window=11, eval_samples=10000,
+                           method=TRAINING_METHOD, dtype="float32", smoothing_window=11, eval_samples=10000,
                            progress=False):
     """Train ``mlp(D, hidden_sizes, num_classes)`` (ReLU) from each initialisation with SGD on the same batches.
 

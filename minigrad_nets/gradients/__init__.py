@@ -9,6 +9,10 @@ METHODS = {
     "numerical": "numerical",
 }
 
+# What training uses unless told otherwise: autograd over the layers' own primitives,
+# as fast as backprop; 'autograd' (op by op) stays the independent reference for checks.
+TRAINING_METHOD = "autograd-fused"
+
 
 def value_and_grad(net, params, x, t, method="autograd", key=None):
     """``(loss, gradient pytree)`` of ``net.loss(params, x, t, key)`` by ``method`` (see ``METHODS``)."""
