@@ -98,21 +98,35 @@ def book_softmax(x):
     return np.exp(x) / np.sum(np.exp(x), axis=-1, keepdims=True)
 
 
+def book_cross_entropy_error(y, t):
+    if y.ndim == 1:
+        t = t.reshape(1, t.size)
+        y = y.reshape(1, y.size)
+    if t.size == y.size:  # one-hot targets -> label indices
+        t = t.argmax(axis=1)
+    batch_size = y.shape[0]
+    return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
+
+
 class BookSoftmaxWithLoss:
     def __init__(self):
-        self.y = self.t = None
+        self.loss = self.y = self.t = None
 
     def forward(self, x, t):
         self.t = t
         self.y = book_softmax(x)
-        batch = self.y.shape[0]
-        return -np.sum(np.log(self.y[np.arange(batch), t] + 1e-7)) / batch
+        self.loss = book_cross_entropy_error(self.y, self.t)
+        return self.loss
 
     def backward(self, dout=1):
-        batch = self.t.shape[0]
-        dx = self.y.copy()
-        dx[np.arange(batch), self.t] -= 1
-        return dx / batch
+        batch_size = self.t.shape[0]
+        if self.t.size == self.y.size:  # one-hot targets
+            dx = (self.y - self.t) / batch_size
+        else:
+            dx = self.y.copy()
+            dx[np.arange(batch_size), self.t] -= 1
+            dx = dx / batch_size
+        return dx
 
 
 class BookMultiLayerNet:
@@ -162,11 +176,22 @@ class BookMultiLayerNet:
         return grads
 
 
-def book_step(model, x, t):
-    """One book-style step: gradient, then SGD ``params[key] -= lr * grads[key]``."""
-    grads = model.gradient(x, t)
-    for key in model.params:
-        model.params[key] -= LR * grads[key]
+class BookSGD:
+    """The book's SGD: ``params[key] -= self.lr * grads[key]`` for every key."""
+
+    def __init__(self, lr=0.01):
+        self.lr = lr
+
+    def update(self, params, grads):
+        for key in params.keys():
+            params[key] -= self.lr * grads[key]
+
+
+def book_step(state, x, t):
+    """One book-style step, as the book's training loop does it: ``grads = network.gradient(x, t)``, ``optimizer.update``."""
+    network, optimizer = state
+    grads = network.gradient(x, t)
+    optimizer.update(network.params, grads)
 
 
 # ---------------------------------------------------------------- this library
@@ -194,14 +219,14 @@ def make_state(impl, dtype):
         book_params = {}
         for i, layer in enumerate(params, start=1):
             book_params[f"W{i}"], book_params[f"b{i}"] = layer["W"], layer["b"]
-        return BookMultiLayerNet(book_params), book_step
+        return (BookMultiLayerNet(book_params), BookSGD(LR)), book_step
     return (net, params), library_step(impl)
 
 
 def final_params(impl, state):
     """The flat list of parameter arrays after the run, in a common order."""
     if impl == "book":
-        p = state.params
+        p = state[0].params
         return [a for i in range(1, len(p) // 2 + 1) for a in (p[f"W{i}"], p[f"b{i}"])]
     return [a for layer in state[1] for a in (layer["W"], layer["b"])]
 
