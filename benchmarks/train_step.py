@@ -13,26 +13,29 @@ back to back, into preallocated outputs) and from it this machine's matmul
 GFLOP/s for exactly these shapes; each step's GFLOP/s counts those products
 only. Peak RSS is measured per (implementation, dtype) in a fresh subprocess.
 
-    .venv/bin/python benchmarks/train_step.py [--quick] [--json PATH] [--threads 2]
+    .venv/bin/python benchmarks/train_step.py [--quick] [--json PATH] [--threads 2] [--blas-coretype NAME]
 """
 import os
 import sys
 
 
-def _threads_from_argv(argv, default=2):
-    """The --threads value, read before numpy is imported (BLAS reads its thread count once, at load)."""
+def _option_from_argv(argv, option, default):
+    """An option's value, read before numpy is imported (BLAS reads its settings once, at load)."""
     for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
+        if arg == option and i + 1 < len(argv):
             return argv[i + 1]
-        if arg.startswith("--threads="):
+        if arg.startswith(option + "="):
             return arg.split("=", 1)[1]
-    return str(default)
+    return default
 
 
-_THREADS = _threads_from_argv(sys.argv)
+_THREADS = str(_option_from_argv(sys.argv, "--threads", 2))
+_CORETYPE = _option_from_argv(sys.argv, "--blas-coretype", None)
 if "numpy" not in sys.modules:  # else imported by a script (grad_methods.py) that has chosen already
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = _THREADS
+    if _CORETYPE:
+        os.environ["OPENBLAS_CORETYPE"] = _CORETYPE
 
 import argparse  # noqa: E402
 import gzip  # noqa: E402
@@ -287,6 +290,22 @@ def matmul_floor(dtype, repeats):
     return np.array(times)
 
 
+def openblas_core():
+    """The kernel set numpy's OpenBLAS runs with (e.g. 'Haswell', 'SkylakeX'), or None if it cannot be asked."""
+    import ctypes
+    import glob
+
+    libs = glob.glob(str(Path(np.__file__).parent.parent / "numpy.libs" / "*openblas*"))
+    for lib_path in libs:
+        lib = ctypes.CDLL(lib_path)
+        for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.restype = ctypes.c_char_p
+                return fn().decode()
+    return None
+
+
 # ---------------------------------------------------------------- memory (child process)
 
 
@@ -320,6 +339,8 @@ def own_peak_rss_mb():
 def peak_rss(impl, dtype, steps):
     """Peak RSS (MB) of a fresh interpreter importing the library and running ``steps`` steps of ``impl``."""
     cmd = [sys.executable, __file__, "--threads", _THREADS, "--memory-child", impl, dtype, str(steps)]
+    if _CORETYPE:
+        cmd[2:2] = ["--blas-coretype", _CORETYPE]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return float(json.loads(out.strip().splitlines()[-1])["peak_rss_mb"])
 
@@ -419,7 +440,8 @@ def run(repeats, block, memory_steps, dtypes, data, profile_steps_count):
         "benchmark": "train_step",
         "config": {
             "sizes": list(SIZES), "batch": BATCH, "activation": "relu", "lr": LR, "repeats": len(next(iter(times.values()))),
-            "block": block, "threads": int(_THREADS), "memory_steps": memory_steps, "data": batches[dtypes[0]][1],
+            "block": block, "threads": int(_THREADS), "blas_core": openblas_core(),
+            "blas_coretype_forced": _CORETYPE, "memory_steps": memory_steps, "data": batches[dtypes[0]][1],
             "matmul_flops_per_step": flops, "numpy": np.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "cpus": os.cpu_count(),
         },
@@ -431,7 +453,8 @@ def print_report(report):
     """The report as plain-text tables."""
     cfg = report["config"]
     print(f"train step: {'-'.join(map(str, cfg['sizes']))} ReLU, batch {cfg['batch']}, {cfg['threads']} threads, "
-          f"{cfg['repeats']} timed steps each (interleaved in blocks of {cfg['block']}), data: {cfg['data']}")
+          f"{cfg['repeats']} timed steps each (interleaved in blocks of {cfg['block']}), data: {cfg['data']}, "
+          f"OpenBLAS kernels: {cfg['blas_core']}{' (forced)' if cfg['blas_coretype_forced'] else ''}")
     print(f"{'dtype':8} {'implementation':15} {'median ms':>9} {'min ms':>7} {'max ms':>7} {'÷book':>6} "
           f"{'min÷book':>8} {'÷backprop':>9} {'GFLOP/s':>8} {'of peak':>7}")
     for r in report["results"]:
@@ -464,6 +487,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a few repeats only (seconds; for CI)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON to PATH")
     parser.add_argument("--threads", default=_THREADS, help="BLAS threads (default 2)")
+    parser.add_argument("--blas-coretype", metavar="NAME",
+                        help="force OpenBLAS's kernel set (OPENBLAS_CORETYPE, e.g. SkylakeX) for every implementation; "
+                             "by default OpenBLAS picks from the CPU it detects")
     parser.add_argument("--repeats", type=int, help="timed steps per implementation and dtype (default 400)")
     parser.add_argument("--dtypes", default="float32,float64", help="comma-separated (default float32,float64)")
     parser.add_argument("--data", choices=("auto", "mnist", "synthetic"), default="auto",
