@@ -1,4 +1,5 @@
 """Networks: a layer stack plus softmax cross-entropy and weight decay, as pure functions of params."""
+import numbers
 from dataclasses import dataclass, field
 
 import autograd.numpy as anp
@@ -8,7 +9,8 @@ from autograd.tracer import getval
 from . import functions
 from .checks import as_float_array
 from .layers import Dense, Dropout, Relu, Sigmoid, Tanh, serial
-from .tree import check_same_structure, tree_leaves_with_paths
+from .checks import labels_or_targets
+from .tree import check_same_structure, tree_leaves_with_keys, tree_leaves_with_paths, tree_unflatten
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
 
@@ -29,8 +31,11 @@ class Network:
     model: object = field(default=None, repr=False, compare=False)
     _template: list = field(default=None, repr=False, compare=False)
     _leaf_shapes: list = field(default=None, repr=False, compare=False)
+    _weight_keys: list = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, numbers.Real):
+            raise TypeError(f"weight_decay must be a number, got {self.weight_decay!r}")
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "model", serial(*self.layers))
         if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
@@ -43,6 +48,8 @@ class Network:
             raise ValueError(f"model outputs {out_shape[-1]} values, network declares {self.output_size}")
         object.__setattr__(self, "_template", template)
         object.__setattr__(self, "_leaf_shapes", [(path, leaf.shape) for path, leaf in tree_leaves_with_paths(template)])
+        # Where the weight matrices sit (leaves named 'W', at any depth): only they are decayed.
+        object.__setattr__(self, "_weight_keys", [keys for keys, _ in tree_leaves_with_keys(template) if keys[-1] == "W"])
 
     # ------------------------------------------------------------ params
 
@@ -69,6 +76,9 @@ class Network:
             if dtype is None or np.dtype(dtype).kind != "f":
                 raise TypeError(f"params{path} must be a float array, got {type(value).__name__}"
                                 + (f" of dtype {dtype}" if dtype is not None else ""))
+            if dtype != self.dtype:
+                raise TypeError(f"params{path} has dtype {dtype}, but this network computes in {self.dtype}: "
+                                f"make params with its init, or the network with dtype='{dtype}'")
             if np.shape(value) != want:
                 raise ValueError(f"params{path} has shape {np.shape(value)}; this network expects {want}")
 
@@ -82,7 +92,7 @@ class Network:
                 return False
             for k in sorted(layer):
                 value = layer[k]
-                if type(value) is not np.ndarray or value.dtype.kind != "f" or value.shape != next(shapes)[1]:
+                if type(value) is not np.ndarray or value.dtype != self.dtype or value.shape != next(shapes)[1]:
                     return False
         return True
 
@@ -94,10 +104,17 @@ class Network:
         shape = np.shape(getval(x))
         single = len(shape) == 1
         if len(shape) not in (1, 2) or shape[-1] != self.input_size:
-            first = self.model.name.split("(", 1)[1] if "(" in self.model.name else self.model.name
+            first = self.layers[0].name
+            while first.startswith("serial("):
+                first = first[len("serial("):].split(", ")[0]
             raise ValueError(
-                f"input x has shape {shape}, but the first layer ({first.split(',')[0]}) expects "
+                f"input x has shape {shape}, but the first layer ({first}) expects "
                 f"{self.input_size} features: shape (batch, {self.input_size}) or ({self.input_size},)")
+        xv = getval(x)
+        if not np.isfinite(xv).all():
+            where = np.argwhere(~np.isfinite(np.reshape(xv, (-1, shape[-1]))))[0]
+            value = np.reshape(xv, (-1, shape[-1]))[tuple(where)]
+            raise ValueError(f"input x contains {value} at row {where[0]}, column {where[1]}: inputs must be finite")
         if not hasattr(x, "_value") and x.dtype != self.dtype:
             x = x.astype(self.dtype)
         return (anp.reshape(x, (1, -1)) if single else x), single
@@ -131,11 +148,9 @@ class Network:
     def accuracy(self, params, x, t):
         """Fraction of rows of x whose predicted class matches labels or one-hot targets t."""
         pred = self.predict(params, x)
-        t = np.asarray(t)
-        if t.ndim == pred.ndim + 1:
+        kind, t = labels_or_targets(t, pred.shape, self.output_size)
+        if kind == "targets":
             t = np.argmax(t, axis=-1)
-        if t.shape != pred.shape:
-            raise ValueError(f"targets have shape {t.shape}; expected {pred.shape} labels or one-hot rows")
         return float(np.mean(pred == t))
 
     def weight_penalty(self, params):
@@ -143,10 +158,22 @@ class Network:
         if self.weight_decay == 0:
             return 0.0
         total = 0.0
-        for i, layer in enumerate(self._template):  # the template, as autograd boxes the params
-            if isinstance(layer, dict) and "W" in layer:
-                total = total + anp.sum(params[i]["W"] ** 2)
+        for keys in self._weight_keys:  # indexing works on autograd's boxed containers too
+            w = params
+            for k in keys:
+                w = w[k]
+            total = total + anp.sum(w ** 2)
         return 0.5 * self.weight_decay * total
+
+    def add_weight_decay_grad(self, grads, params):
+        """``grads`` with the weight penalty's gradient λW added to every weight leaf (a new tree)."""
+        if self.weight_decay == 0:
+            return grads
+        weights = set(self._weight_keys)
+        lam = self.weight_decay
+        leaves = [g + lam * p if keys in weights else g
+                  for (keys, g), (_, p) in zip(tree_leaves_with_keys(grads), tree_leaves_with_keys(params))]
+        return tree_unflatten(grads, leaves)
 
     def loss(self, params, x, t, key=None):
         """Mean softmax cross-entropy of apply(params, x) against t, plus ½λΣ‖W‖²: a scalar."""
@@ -167,7 +194,12 @@ def mlp(input_size, hidden_sizes, output_size, activation="relu", init="he",
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
-    sizes = [int(input_size), *map(int, hidden_sizes), int(output_size)]
+    sizes = [input_size, *hidden_sizes, output_size]
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in sizes):
+        raise TypeError(f"layer sizes must be integers, got {sizes}")
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+        raise TypeError(f"dropout must be a number (the probability of dropping), got {dropout!r}")
+    sizes = [int(n) for n in sizes]
     if min(sizes) < 1:
         raise ValueError(f"layer sizes must be positive, got {sizes}")
     layers = []

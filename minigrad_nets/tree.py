@@ -24,6 +24,16 @@ def tree_leaves_with_paths(tree, prefix=""):
     return [(prefix, tree)]
 
 
+def tree_leaves_with_keys(tree, prefix=()):
+    """Leaves of ``tree`` in ``tree_leaves`` order, as ``[(keys, leaf), ...]``: keys index the leaf, e.g. ``(2, 'W')``."""
+    kind = type(tree)
+    if kind is dict:
+        return [item for k in sorted(tree) for item in tree_leaves_with_keys(tree[k], prefix + (k,))]
+    if kind in (list, tuple):
+        return [item for i, c in enumerate(tree) for item in tree_leaves_with_keys(c, prefix + (i,))]
+    return [(prefix, tree)]
+
+
 def tree_leaves(tree):
     """Leaves of ``tree`` in the same order as ``tree_leaves_with_paths``."""
     return [leaf for _, leaf in tree_leaves_with_paths(tree)]
@@ -41,6 +51,7 @@ def tree_structure(tree):
 
 def tree_unflatten(like, leaves):
     """Build a tree shaped like ``like`` from ``leaves`` (in ``tree_leaves`` order)."""
+    leaves = list(leaves)
     it = iter(leaves)
 
     def build(node):
@@ -48,9 +59,12 @@ def tree_unflatten(like, leaves):
         if kind is dict:
             return {k: build(node[k]) for k in sorted(node)}
         if kind in (list, tuple):
-            return kind(build(c) for c in node)
+            return kind([build(c) for c in node])
         return next(it)
 
+    expected = len(tree_leaves(like))
+    if len(leaves) != expected:
+        raise ValueError(f"tree_unflatten got {len(leaves)} leaves for a tree that holds {expected}")
     return build(like)
 
 

@@ -203,3 +203,53 @@ def test_single_sample_gradient_equals_batch_of_one(method):
         loss1, g1 = mg.value_and_grad(net, params, x[None], t_batch, method=method)
         assert loss == loss1
         assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(g), tree_leaves(g1)))
+
+
+@pytest.mark.parametrize("method", ["autograd", "backprop", "autograd-fused", "numerical"])
+def test_weight_decay_reaches_weights_inside_a_nested_serial(method):
+    net = mg.Network((mg.serial(mg.Dense(5), mg.Relu), mg.Dense(3)), 4, 3, weight_decay=1.0)
+    params = net.init(0)
+    x, t = batch(6, 4, 3)
+    plain = mg.Network(net.layers, 4, 3)
+    expected_penalty = 0.5 * (np.sum(params[0][0]["W"] ** 2) + np.sum(params[1]["W"] ** 2))
+    assert net.loss(params, x, t) == pytest.approx(plain.loss(params, x, t) + expected_penalty, rel=1e-14)
+    g, g0 = mg.grad(net, params, x, t, method=method), mg.grad(plain, params, x, t, method=method)
+    np.testing.assert_allclose(g[0][0]["W"] - g0[0][0]["W"], params[0][0]["W"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(g[0][0]["b"], g0[0][0]["b"], rtol=1e-6, atol=1e-9)
+
+
+def test_non_finite_inputs_are_named():
+    net = mg.mlp(4, [5], 3)
+    params = net.init(0)
+    x = np.ones((3, 4))
+    x[1, 2] = np.nan
+    for call in (lambda: net.apply(params, x), lambda: mg.grad(net, params, x, np.zeros(3, int))):
+        with pytest.raises(ValueError, match="x contains nan at row 1, column 2"):
+            call()
+    x[1, 2] = -np.inf
+    with pytest.raises(ValueError, match="x contains -inf at row 1, column 2"):
+        net.apply(params, x)
+
+
+def test_params_must_have_the_networks_dtype():
+    net = mg.mlp(4, [5], 3, dtype="float32")
+    params64 = mg.mlp(4, [5], 3).init(0)
+    with pytest.raises(TypeError, match=r"params\[0\]\['W'\] has dtype float64, but this network computes in float32"):
+        net.apply(params64, np.ones((2, 4)))
+
+
+def test_accuracy_checks_its_labels():
+    net = mg.mlp(4, [5], 3)
+    params = net.init(0)
+    with pytest.raises(ValueError, match=r"label 7 .* outside \[0, 3\)"):
+        net.accuracy(params, np.ones((2, 4)), [0, 7])
+    with pytest.raises(TypeError, match="dtype"):
+        net.accuracy(params, np.ones((2, 4)), ["a", "b"])
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(hidden_sizes=[5.7]), TypeError), (dict(dropout="0.5"), TypeError), (dict(weight_decay=None), TypeError)])
+def test_mlp_argument_types(kwargs, error):
+    args = dict(input_size=4, hidden_sizes=[5], output_size=3) | kwargs
+    with pytest.raises(error):
+        mg.mlp(**args)

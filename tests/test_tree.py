@@ -50,3 +50,19 @@ def test_size_and_astype():
     t32 = tree.tree_astype(t, np.float32)
     assert all(leaf.dtype == np.float32 for leaf in tree.tree_leaves(t32))
     assert t[0]["W"].dtype == np.float64
+
+
+def test_unflatten_needs_exactly_the_leaf_count():
+    with pytest.raises(ValueError, match="got 2 leaves for a tree that holds 3"):
+        tree.tree_unflatten(sample(), [1, 2])
+    with pytest.raises(ValueError, match="got 4 leaves"):
+        tree.tree_unflatten(sample(), [1, 2, 3, 4])
+
+
+def test_leaves_with_keys_index_the_tree():
+    t = sample()
+    for keys, leaf in tree.tree_leaves_with_keys(t):
+        node = t
+        for k in keys:
+            node = node[k]
+        assert node is leaf

@@ -39,10 +39,7 @@ def value_and_grad(net, params, x, t, key=None):
     logits, caches = net.model.forward(params, x, key)
     loss, dlogits = softmax_cross_entropy(logits, t)
     grads, _ = net.model.backward(params, caches, dlogits, need_dx=False)
-    lam = net.weight_decay
-    if lam:
+    if net.weight_decay:
         loss = loss + net.weight_penalty(params)
-        for layer_grads, layer_params in zip(grads, params):
-            if isinstance(layer_grads, dict) and "W" in layer_grads:
-                layer_grads["W"] = layer_grads["W"] + lam * layer_params["W"]
+        grads = net.add_weight_decay_grad(grads, params)
     return loss, grads

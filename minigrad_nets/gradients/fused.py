@@ -22,7 +22,7 @@ from autograd.core import make_vjp
 from autograd.extend import SparseObject, VSpace, defvjp, defvjp_argnums, primitive
 
 from ..layers import layer_rng
-from ..tree import tree_leaves, tree_unflatten
+from ..tree import tree_leaves, tree_leaves_with_keys, tree_unflatten
 from .backprop import softmax_cross_entropy
 
 # ---------------------------------------------------------------- the plan: segments and leaf positions
@@ -69,8 +69,9 @@ class _Plan:
             entries.append((position, layer, slot))
         self.segments.append(entries)
         self.leaf_count = start
-        self.weights = [slot.where.start + slot.keys.index("W") for slot in self.slots
-                        if slot.keys is not None and "W" in slot.keys]
+        # Positions of the weight matrices (leaves named 'W', at any depth) in the flat tuple.
+        self.weights = [slot.where.start + j for slot, p in zip(self.slots, params)
+                        for j, (keys, _) in enumerate(tree_leaves_with_keys(p)) if keys and keys[-1] == "W"]
 
     def leaves(self, params):
         """The flat leaf tuple of ``params``."""
