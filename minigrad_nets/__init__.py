@@ -9,7 +9,8 @@ from .layers import Dense, Dropout, Flatten, Layer, Relu, Sigmoid, Tanh, serial
 from .network import Network, mlp
 from . import datasets, optimizers
 from .optimizers import Optimizer, adagrad, adam, momentum, nesterov, rmsprop, sgd
-from .training import FitResult, fit
+from .training import FitResult, NonFiniteLossError, fit
+from .datasets import EmbeddedDataWarning
 from . import experiments  # mg.plotting is imported on demand: matplotlib stays optional
 
 __version__ = "0.1.0"

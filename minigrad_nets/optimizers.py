@@ -9,20 +9,23 @@ the pytree. State arrays have the dtype of the params (float32 training stays
 float32); Adam's step counter is a 0-d float64 array.
 """
 import math
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
-from .tree import check_same_shapes, check_same_structure, tree_leaves, tree_map, tree_unflatten
+from .tree import (check_same_shapes, check_same_structure, tree_leaves, tree_leaves_with_paths, tree_map,
+                   tree_unflatten)
 
 EPS = 1e-7  # the book's guard in AdaGrad / RMSprop / Adam denominators
 
 
 class Optimizer(NamedTuple):
-    """An optimizer: its name, ``init(params) -> state`` and ``update(params, grads, state) -> (params, state)``."""
+    """An optimizer: its name, ``init(params) -> state``, ``update(params, grads, state) -> (params, state)``
+    and the hyperparameters it was built with (e.g. {'lr': 0.01, 'momentum': 0.9}; None when unknown)."""
     name: str
     init: Callable
     update: Callable
+    hyperparams: Optional[dict] = None
 
 
 def _check_rate(name, value, low=0.0, high=None, low_open=True):
@@ -41,10 +44,23 @@ def _zeros_like(params):
     return tree_map(lambda p: np.zeros_like(np.asarray(p)), params)
 
 
+def _check_floats(tree, name):
+    """A TypeError naming the first leaf that is not a float array (an int leaf would round every step away)."""
+    for leaf in tree_leaves(tree):
+        if np.asarray(leaf).dtype.kind != "f":
+            path, bad = next((p, x) for p, x in tree_leaves_with_paths(tree) if np.asarray(x).dtype.kind != "f")
+            raise TypeError(f"{name}{path} has dtype {np.asarray(bad).dtype}; optimizers update float arrays only")
+
+
 def _check_step(params, grads, state, like_state):
-    """Clear errors for a gradient or state tree that does not fit the params."""
+    """Clear errors for params / gradients that are not float, or a gradient or state tree that does not fit."""
     check_same_shapes(params, grads, "params", "gradient")
+    _check_floats(params, "params")
+    _check_floats(grads, "gradient")
     check_same_structure(like_state, state, "the optimizer state for these params", "state")
+    for key, like in like_state.items():
+        if like is not None:
+            check_same_shapes(params, state[key], "params", f"state['{key}']")
 
 
 def _leafwise(rule, params, grads, *trees):
@@ -59,6 +75,21 @@ def _scalar(p, value):
     return np.asarray(value, dtype=p.dtype)
 
 
+def _with_state(name, key, rule, hyperparams):
+    """An Optimizer whose state is ``{key: tree like params}`` (zeros at first), stepped leafwise by
+    ``rule(p, g, s) -> (new_p, new_s)``."""
+
+    def init(params):
+        return {key: _zeros_like(params)}
+
+    def update(params, grads, state):
+        _check_step(params, grads, state, {key: params})
+        new_params, new_state = _leafwise(rule, params, grads, state[key])
+        return new_params, {key: new_state}
+
+    return Optimizer(name, init, update, hyperparams)
+
+
 def sgd(lr=0.01):
     """Plain SGD: ``p <- p - lr * g``. State: an empty dict."""
     lr = _check_rate("lr", lr)
@@ -71,86 +102,54 @@ def sgd(lr=0.01):
         (new,) = _leafwise(lambda p, g: (p - _scalar(p, lr) * g.astype(p.dtype, copy=False),), params, grads)
         return new, {}
 
-    return Optimizer("sgd", init, update)
+    return Optimizer("sgd", init, update, {"lr": lr})
 
 
 def momentum(lr=0.01, momentum=0.9):
     """Momentum SGD: ``v <- momentum*v - lr*g; p <- p + v``. State: {'v': tree like params}."""
     lr, mu = _check_rate("lr", lr), _check_rate("momentum", momentum, 0.0, 1.0, low_open=False)
 
-    def init(params):
-        return {"v": _zeros_like(params)}
-
     def rule(p, g, v):
         v = _scalar(p, mu) * v - _scalar(p, lr) * g.astype(p.dtype, copy=False)
         return p + v, v
 
-    def update(params, grads, state):
-        _check_step(params, grads, state, {"v": params})
-        new_params, v = _leafwise(rule, params, grads, state["v"])
-        return new_params, {"v": v}
-
-    return Optimizer("momentum", init, update)
+    return _with_state("momentum", "v", rule, {"lr": lr, "momentum": mu})
 
 
 def nesterov(lr=0.01, momentum=0.9):
     """Nesterov momentum in the book's form: ``v <- mu*v - lr*g; p <- p + mu*mu*v - (1+mu)*lr*g``. State: {'v'}."""
     lr, mu = _check_rate("lr", lr), _check_rate("momentum", momentum, 0.0, 1.0, low_open=False)
 
-    def init(params):
-        return {"v": _zeros_like(params)}
-
     def rule(p, g, v):
         g = g.astype(p.dtype, copy=False)
         v = _scalar(p, mu) * v - _scalar(p, lr) * g
         return p + _scalar(p, mu * mu) * v - _scalar(p, (1 + mu) * lr) * g, v
 
-    def update(params, grads, state):
-        _check_step(params, grads, state, {"v": params})
-        new_params, v = _leafwise(rule, params, grads, state["v"])
-        return new_params, {"v": v}
-
-    return Optimizer("nesterov", init, update)
+    return _with_state("nesterov", "v", rule, {"lr": lr, "momentum": mu})
 
 
 def adagrad(lr=0.01):
     """AdaGrad: ``h <- h + g*g; p <- p - lr*g/(sqrt(h) + 1e-7)``. State: {'h': tree like params}."""
     lr = _check_rate("lr", lr)
 
-    def init(params):
-        return {"h": _zeros_like(params)}
-
     def rule(p, g, h):
         g = g.astype(p.dtype, copy=False)
         h = h + g * g
         return p - _scalar(p, lr) * g / (np.sqrt(h) + _scalar(p, EPS)), h
 
-    def update(params, grads, state):
-        _check_step(params, grads, state, {"h": params})
-        new_params, h = _leafwise(rule, params, grads, state["h"])
-        return new_params, {"h": h}
-
-    return Optimizer("adagrad", init, update)
+    return _with_state("adagrad", "h", rule, {"lr": lr})
 
 
 def rmsprop(lr=0.01, decay_rate=0.99):
     """RMSprop: ``h <- d*h + (1-d)*g*g; p <- p - lr*g/(sqrt(h) + 1e-7)``. State: {'h': tree like params}."""
     lr, decay = _check_rate("lr", lr), _check_rate("decay_rate", decay_rate, 0.0, 1.0, low_open=False)
 
-    def init(params):
-        return {"h": _zeros_like(params)}
-
     def rule(p, g, h):
         g = g.astype(p.dtype, copy=False)
         h = _scalar(p, decay) * h + _scalar(p, 1 - decay) * g * g
         return p - _scalar(p, lr) * g / (np.sqrt(h) + _scalar(p, EPS)), h
 
-    def update(params, grads, state):
-        _check_step(params, grads, state, {"h": params})
-        new_params, h = _leafwise(rule, params, grads, state["h"])
-        return new_params, {"h": h}
-
-    return Optimizer("rmsprop", init, update)
+    return _with_state("rmsprop", "h", rule, {"lr": lr, "decay_rate": decay})
 
 
 def adam(lr=0.001, beta1=0.9, beta2=0.999):
@@ -180,7 +179,7 @@ def adam(lr=0.001, beta1=0.9, beta2=0.999):
         new_params, m, v = _leafwise(rule, params, grads, state["m"], state["v"])
         return new_params, {"m": m, "step": np.asarray(step, np.float64), "v": v}
 
-    return Optimizer("adam", init, update)
+    return Optimizer("adam", init, update, {"lr": lr, "beta1": b1, "beta2": b2})
 
 
 _CONSTRUCTORS = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov,

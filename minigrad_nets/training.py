@@ -16,12 +16,12 @@ training, also when resuming.
 import json
 import math
 import os
-import tempfile
 import zlib
 from typing import NamedTuple
 
 import numpy as np
 
+from .atomic import atomic_write, check_writable_file
 from .checks import labels_or_targets
 from .gradients import METHODS, TRAINING_METHOD, value_and_grad
 from .tree import check_same_shapes, tree_leaves_with_paths, tree_unflatten
@@ -89,7 +89,19 @@ def _positive_int(value, name):
 
 
 def _has_dropout(net):
-    return any(layer.name.startswith("Dropout") for layer in net.layers)
+    """Whether any layer, also one nested in a serial (whose name lists its sublayers), is a Dropout."""
+    return any("Dropout(" in layer.name for layer in net.layers)
+
+
+RESUME_MUST_MATCH = ("seed", "batch_size", "n_train", "data_crc32", "network", "optimizer",
+                     "optimizer_hyperparams", "method")
+
+
+def describe_network(net):
+    """What fixes a Network's function, as JSON-able data: sizes, layer names, weight decay, dtype."""
+    return {"input_size": net.input_size, "output_size": net.output_size,
+            "layers": [layer.name for layer in net.layers], "weight_decay": float(net.weight_decay),
+            "dtype": str(net.dtype)}
 
 
 def epoch_order(seed, epoch, n):
@@ -127,30 +139,35 @@ def save_checkpoint(path, params, opt_state, history, meta):
     arrays.update({f"params{p}": np.asarray(v) for p, v in tree_leaves_with_paths(params)})
     arrays.update({f"opt_state{p}": np.asarray(v) for p, v in tree_leaves_with_paths(opt_state)})
     arrays.update({f"history/{k}": v for k, v in _history_arrays(history).items()})
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint.", suffix=".npz.part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
 
 
 def load_checkpoint(path, params_like, opt_state_like):
     """``(params, opt_state, history lists, meta)`` from a checkpoint, shaped like the given trees; no pickle."""
     try:
         with np.load(path, allow_pickle=False) as f:
+            if not hasattr(f, "files"):
+                raise ValueError("a single array, not an .npz archive")
             arrays = {k: f[k] for k in f.files}
-    except (ValueError, OSError, zlib.error) as err:
-        raise ValueError(f"{path}: not a readable checkpoint: {err}") from None
+    except (ValueError, OSError, EOFError, zlib.error) as err:
+        if isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            raise
+        reason = "an object array" if "allow_pickle" in str(err) else "not a readable .npz archive"
+        if "single array" in str(err):
+            reason = str(err)
+        raise ValueError(f"{path}: not a minigrad_nets checkpoint ({reason})") from None
     if "meta" not in arrays:
         raise ValueError(f"{path}: not a minigrad_nets checkpoint (no 'meta' entry)")
-    meta = json.loads(str(arrays["meta"]))
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: corrupt checkpoint: its 'meta' entry is not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("iteration"), int) or meta["iteration"] < 0:
+        raise ValueError(f"{path}: corrupt checkpoint: its metadata has no valid 'iteration'")
+    missing = [f"history/{k}" for k in HISTORY_KEYS if f"history/{k}" not in arrays]
+    if missing:
+        raise ValueError(f"{path}: corrupt checkpoint: missing {', '.join(missing)}")
 
     def rebuild(prefix, like):
         paths = [p for p, _ in tree_leaves_with_paths(like)]
@@ -212,21 +229,29 @@ def fit(net, params, optimizer, train_data, *, test_data=None, epochs=None, iter
     if method not in METHODS:
         raise ValueError(f"unknown gradient method {method!r}; choose one of {sorted(METHODS)}")
 
+    if checkpoint is not None:
+        check_writable_file(checkpoint, "checkpoint")  # fail now, not after the whole run
+
     meta = {"format": CHECKPOINT_FORMAT, "seed": seed, "batch_size": batch_size, "n_train": n,
-            "data_crc32": _fingerprint(x, t), "optimizer": getattr(optimizer, "name", "?"), "method": method}
+            "data_crc32": _fingerprint(x, t), "network": describe_network(net),
+            "optimizer": getattr(optimizer, "name", "?"),
+            "optimizer_hyperparams": dict(getattr(optimizer, "hyperparams", None) or {}), "method": method}
     opt_state = optimizer.init(params)
     history = _empty_history()
     iteration = 0
     if resume and os.path.exists(checkpoint):
         params, opt_state, history, saved = load_checkpoint(checkpoint, params, opt_state)
-        for key in ("seed", "batch_size", "n_train", "data_crc32", "optimizer"):
-            if saved.get(key) != meta[key]:
+        for key in RESUME_MUST_MATCH:
+            if saved.get(key) != json.loads(json.dumps(meta[key])):  # compared as stored: tuples become lists
                 raise ValueError(f"cannot resume from {checkpoint}: it was made with {key}={saved.get(key)!r}, "
                                  f"this run has {key}={meta[key]!r}")
-        iteration = int(saved["iteration"])
+        iteration = saved["iteration"]
         if len(history["loss"]) != iteration:
             raise ValueError(f"{checkpoint}: inconsistent checkpoint (iteration {iteration}, "
                              f"{len(history['loss'])} losses)")
+        if iteration > total:
+            raise ValueError(f"cannot resume from {checkpoint}: it already holds {iteration} iterations, more than "
+                             f"the {total} asked for (epochs / iterations are totals counted from the start)")
         # An off-schedule evaluation made because that run ended here is dropped: a straight run has none.
         if history["eval_iteration"] and history["eval_iteration"][-1] == iteration \
                 and iteration % eval_every and iteration < total:
@@ -252,45 +277,48 @@ def fit(net, params, optimizer, train_data, *, test_data=None, epochs=None, iter
     def save():
         save_checkpoint(checkpoint, params, opt_state, history, {**meta, "iteration": iteration})
 
-    if iteration == 0 and not history["eval_iteration"]:
-        evaluate()
     key_for = (lambda i: dropout_key(seed, i)) if _has_dropout(net) else (lambda i: None)
     bar = _progress_bar(total, iteration) if progress else None
     order, order_epoch = None, None
-    try:
-        while iteration < total:
-            epoch, position = divmod(iteration, per_epoch)
-            if order_epoch != epoch:
-                order, order_epoch = epoch_order(seed, epoch, n), epoch
-            rows = order[position * batch_size:(position + 1) * batch_size]
-            try:
-                loss, grads = value_and_grad(net, params, x[rows], t[rows], method=method, key=key_for(iteration))
-            except ValueError as err:  # e.g. "logits contain NaN": say when, and why, if training blew up
-                cause = _blow_up(net, params, x[rows])
-                if cause is None:
-                    raise
-                raise NonFiniteLossError(
-                    f"the training loss became non-finite at iteration {iteration + 1} (epoch {epoch + 1}): "
-                    f"{cause} ({err}); try a smaller learning rate", iteration + 1) from None
-            loss = float(loss)
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"the training loss became {loss} at iteration {iteration + 1} (epoch {epoch + 1}); "
-                    f"try a smaller learning rate", iteration + 1)
-            params, opt_state = optimizer.update(params, grads, opt_state)
-            history["loss"].append(loss)
-            iteration += 1
-            if iteration % eval_every == 0 or iteration == total:
-                evaluate()
-            if checkpoint_every and iteration % checkpoint_every == 0 and iteration < total:
-                save()
+    # overflow shows up as NonFiniteLossError naming the iteration, not as numpy warnings before it
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if iteration == 0 and not history["eval_iteration"]:
+            evaluate()
+        try:
+            while iteration < total:
+                epoch, position = divmod(iteration, per_epoch)
+                if order_epoch != epoch:
+                    order, order_epoch = epoch_order(seed, epoch, n), epoch
+                rows = order[position * batch_size:(position + 1) * batch_size]
+                try:
+                    loss, grads = value_and_grad(net, params, x[rows], t[rows], method=method,
+                                                 key=key_for(iteration))
+                except ValueError as err:  # e.g. "logits contain NaN": say when, and why, if training blew up
+                    cause = _blow_up(net, params, x[rows])
+                    if cause is None:
+                        raise
+                    raise NonFiniteLossError(
+                        f"the training loss became non-finite at iteration {iteration + 1} (epoch {epoch + 1}): "
+                        f"{cause} ({err}); try a smaller learning rate", iteration + 1) from None
+                loss = float(loss)
+                if not math.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"the training loss became {loss} at iteration {iteration + 1} (epoch {epoch + 1}); "
+                        f"try a smaller learning rate", iteration + 1)
+                params, opt_state = optimizer.update(params, grads, opt_state)
+                history["loss"].append(loss)
+                iteration += 1
+                if iteration % eval_every == 0 or iteration == total:
+                    evaluate()
+                if checkpoint_every and iteration % checkpoint_every == 0 and iteration < total:
+                    save()
+                if bar is not None:
+                    bar.update(1)
+                    if iteration % 20 == 0 or iteration == total:
+                        bar.set_postfix(loss=f"{loss:.4f}", epoch=f"{iteration / per_epoch:.2f}", refresh=False)
+        finally:
             if bar is not None:
-                bar.update(1)
-                if iteration % 20 == 0 or iteration == total:
-                    bar.set_postfix(loss=f"{loss:.4f}", epoch=f"{iteration / per_epoch:.2f}", refresh=False)
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
     if checkpoint is not None:
         save()
     return FitResult(params, opt_state, _history_arrays(history))

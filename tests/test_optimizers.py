@@ -169,3 +169,29 @@ def test_bad_learning_rate(bad):
 def test_bad_momentum():
     with pytest.raises(ValueError, match=r"momentum must lie in \[0, 1\)"):
         mg.momentum(momentum=1.0)
+
+
+@pytest.mark.parametrize("name", optimizers.NAMES)
+def test_integer_params_or_gradients_are_a_type_error(name):
+    opt = optimizers.get(name)
+    ints = {"w": np.array([1, 2]), "b": np.array([1.0])}
+    floats = {"w": np.array([1.0, 2.0]), "b": np.array([1.0])}
+    with pytest.raises(TypeError, match=r"params\['w'\] has dtype int64"):
+        opt.update(ints, floats, opt.init(floats))
+    with pytest.raises(TypeError, match=r"gradient\['w'\] has dtype int64"):
+        opt.update(floats, ints, opt.init(floats))
+
+
+@pytest.mark.parametrize("name", ["momentum", "nesterov", "adagrad", "rmsprop", "adam"])
+def test_state_of_other_shapes_names_the_leaf(name):
+    opt = optimizers.get(name)
+    params = {"w": np.ones(3), "b": np.ones(2)}
+    state = opt.init({"w": np.ones(4), "b": np.ones(2)})
+    with pytest.raises(ValueError, match=r"state\['[vhm]'\]\['w'\] has shape \(4,\)"):
+        opt.update(params, params, state)
+
+
+def test_hyperparams_are_recorded():
+    assert mg.sgd(lr=0.5).hyperparams == {"lr": 0.5}
+    assert mg.momentum().hyperparams == {"lr": 0.01, "momentum": 0.9}
+    assert mg.adam(beta2=0.99).hyperparams == {"lr": 0.001, "beta1": 0.9, "beta2": 0.99}

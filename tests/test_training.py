@@ -230,3 +230,98 @@ def test_progress_bar_runs(capsys):
     net = small_net()
     result = run(net, iterations=3, progress=True)
     assert len(result.history["loss"]) == 3
+
+
+def test_dropout_nested_in_a_serial_is_applied(monkeypatch):
+    from minigrad_nets.layers import Dense, Dropout, Relu, serial
+    nested = mg.Network((serial(Dense(8, "he"), Relu, Dropout(0.5)), Dense(3, "he")), 6, 3)
+    plain = small_net()
+    keys = []
+    real = training.value_and_grad
+
+    def recording(net, params, x, t, method, key):
+        keys.append(key)
+        return real(net, params, x, t, method=method, key=key)
+
+    monkeypatch.setattr(training, "value_and_grad", recording)
+    run(nested, iterations=2)
+    assert keys == [training.dropout_key(0, 0), training.dropout_key(0, 1)]
+    keys.clear()
+    run(plain, iterations=2)
+    assert keys == [None, None]  # no dropout: no key (and no per-layer seeding work)
+
+
+def test_overflowing_training_raises_without_numpy_warnings():
+    import warnings
+    net = small_net(dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any RuntimeWarning (overflow in matmul, ...) would fail the test
+        with pytest.raises(training.NonFiniteLossError, match="at iteration"):
+            run(net, iterations=50, optimizer=mg.sgd(lr=1e30))
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(optimizer=mg.adam(lr=0.5)), "optimizer_hyperparams"),
+    (dict(net=small_net(dropout=0.3)), "network"),
+    (dict(net=mg.mlp(6, [8, 8], 3, weight_decay=0.1, dtype="float32")), "network"),
+    (dict(net=mg.mlp(6, [8, 8], 3, activation="tanh", dtype="float32")), "network"),
+    (dict(method="backprop"), "method"),
+])
+def test_resume_refuses_changed_hyperparameters_naming_the_field(tmp_path, change, field):
+    ckpt = str(tmp_path / "c.npz")
+    run(small_net(), iterations=3, checkpoint=ckpt)
+    change = dict(change)
+    net = change.pop("net", small_net())
+    with pytest.raises(ValueError, match=f"it was made with {field}="):
+        run(net, iterations=6, checkpoint=ckpt, resume=True, **change)
+
+
+def test_resume_refuses_fewer_iterations_than_saved(tmp_path):
+    ckpt = str(tmp_path / "c.npz")
+    run(small_net(), iterations=6, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="already holds 6 iterations, more than the 4 asked for"):
+        run(small_net(), iterations=4, checkpoint=ckpt, resume=True)
+    assert len(run(small_net(), iterations=6, checkpoint=ckpt, resume=True).history["loss"]) == 6
+
+
+def _rewrite_checkpoint(path, change):
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    change(arrays)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.write_bytes(b"this is not an npz file at all"), r"not a minigrad_nets checkpoint \("),
+    (lambda p: np.save(p.with_suffix(""), np.array([object()], dtype=object)) or
+     p.with_suffix(".npy").replace(p), r"not a minigrad_nets checkpoint \("),
+    (lambda p: _rewrite_checkpoint(p, lambda a: a.update(meta=np.array("{not json"))), "not valid JSON"),
+    (lambda p: _rewrite_checkpoint(p, lambda a: a.pop("history/loss")), "missing history/loss"),
+    (lambda p: _rewrite_checkpoint(p, lambda a: a.update(meta=np.array('{"seed": 0}'))), "no valid 'iteration'"),
+])
+def test_damaged_checkpoints_are_value_errors_naming_the_file(tmp_path, damage, message):
+    ckpt = tmp_path / "c.npz"
+    run(small_net(), iterations=3, checkpoint=str(ckpt))
+    damage(ckpt)
+    with pytest.raises(ValueError, match=message) as err:
+        run(small_net(), iterations=6, checkpoint=str(ckpt), resume=True)
+    assert str(ckpt) in str(err.value) and "allow_pickle" not in str(err.value)
+
+
+def test_unwritable_checkpoint_fails_before_training(tmp_path, monkeypatch):
+    steps = []
+    real = training.value_and_grad
+    monkeypatch.setattr(training, "value_and_grad", lambda *a, **k: steps.append(1) or real(*a, **k))
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        run(small_net(), iterations=3, checkpoint=str(tmp_path))
+    with pytest.raises(OSError, match="cannot write checkpoint"):
+        run(small_net(), iterations=3, checkpoint="/proc/no-such-dir/c.npz")
+    assert steps == []
+    run(small_net(), iterations=1, checkpoint=str(tmp_path / "new" / "c.npz"))  # a missing folder is created
+    assert (tmp_path / "new" / "c.npz").is_file()
+
+
+def test_error_and_warning_classes_are_exported_at_the_top_level():
+    from minigrad_nets import datasets
+    assert mg.NonFiniteLossError is training.NonFiniteLossError
+    assert mg.EmbeddedDataWarning is datasets.EmbeddedDataWarning
