@@ -41,9 +41,8 @@ defvjp(sigmoid, lambda ans, x: lambda g: g * _sigmoid_slope(x))
 
 @primitive
 def relu(x):
-    """``max(x, 0)`` elementwise, with gradient 0 at 0 (the book's rule). Shape in = shape out."""
-    x = as_float_array(x)
-    return onp.where(x > 0, x, 0.0)
+    """``max(x, 0)`` elementwise, with gradient 0 at 0 (the book's rule); NaN stays NaN. Shape in = shape out."""
+    return onp.maximum(as_float_array(x), 0)
 
 
 # A primitive with its own rule, as autograd's VJP of np.where would turn float32 gradients into float64.
@@ -71,6 +70,10 @@ def _row_max(x, axis):
     xv = getval(x)
     if xv.ndim == 0:
         raise ValueError("softmax-family functions need at least one dimension (the classes)")
+    if isinstance(axis, bool) or not isinstance(axis, (int, onp.integer)):
+        raise TypeError(f"axis must be an int (the class axis), got {axis!r}")
+    if not -xv.ndim <= axis < xv.ndim:
+        raise ValueError(f"axis {axis} is out of range for an array of shape {xv.shape}")
     if xv.shape[axis] == 0:
         raise ValueError(f"cannot take softmax over an axis of length 0 (shape {xv.shape}, axis {axis})")
     m = onp.max(xv, axis=axis, keepdims=True)
@@ -175,5 +178,8 @@ def mean_squared_error(y, t):
         tv = onp.eye(shape[-1], dtype=getval(y).dtype)[tv]
     elif onp.shape(tv) != shape:
         raise ValueError(f"t has shape {onp.shape(tv)}; expected the shape of y, {shape}")
-    with onp.errstate(over="ignore"):  # |y - t| beyond sqrt(max): an honest +inf, not a warning
-        return 0.5 * np.sum((y - tv) ** 2) / count
+    with onp.errstate(over="ignore", invalid="ignore"):  # |y - t| beyond sqrt(max): an honest +inf
+        out = 0.5 * np.sum((y - tv) ** 2) / count
+    if onp.isnan(getval(out)):
+        raise ValueError("mean_squared_error is undefined here: y or t contains NaN (or the same infinity)")
+    return out

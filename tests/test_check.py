@@ -34,7 +34,7 @@ CASES = [(act, depth, bool((i + depth) % 2), bool(i % 2))
 
 
 @pytest.mark.parametrize("activation,depth,decay,dropout", CASES)
-def test_three_paths_agree_on_random_architectures(activation, depth, decay, dropout):
+def test_all_paths_agree_on_random_architectures(activation, depth, decay, dropout):
     rng = np.random.default_rng(depth * 7 + len(activation))
     hidden = [int(n) for n in rng.integers(3, 8, size=depth)]
     net = mg.mlp(6, hidden, 4, activation=activation, init="xavier",
@@ -43,9 +43,9 @@ def test_three_paths_agree_on_random_architectures(activation, depth, decay, dro
     x, t = batch(depth, 7, 6, 4)
     report = mg.check_gradients(net, params, x, t, key=3 if dropout else None)
     assert report.ok, str(report)
-    assert {c.methods for c in report.comparisons} == {
-        ("autograd", "backprop"), ("autograd", "numerical"), ("backprop", "numerical")}
-    assert len(report.comparisons) == 3 * 2 * (depth + 1)
+    methods = ("autograd", "backprop", "autograd-fused", "numerical")  # the default: every path, pairwise
+    assert {c.methods for c in report.comparisons} == set(itertools.combinations(methods, 2))
+    assert len(report.comparisons) == 6 * 2 * (depth + 1)
     for c in report.comparisons:
         limit = 1e-6 if "numerical" in c.methods else 1e-12
         assert c.norm_rel_err <= limit
@@ -101,6 +101,11 @@ def transposed_dW(backward):
     return broken
 
 
+# The broken-rule tests break a layer's backward rule, which 'autograd-fused' shares with
+# 'backprop'; they compare the three independent paths so that one method is to blame.
+INDEPENDENT = ("autograd", "backprop", "numerical")
+
+
 def small_problem(**kw):
     net = mg.mlp(6, [5, 5], 3, activation="tanh", **kw)
     x, t = batch(1, 8, 6, 3)
@@ -109,7 +114,7 @@ def small_problem(**kw):
 
 def test_scaled_weight_gradient_is_caught_at_its_leaf_and_blamed_on_backprop():
     net, params, x, t = small_problem()
-    report = mg.check_gradients(with_broken_dense(net, 1, scaled_dW), params, x, t)
+    report = mg.check_gradients(with_broken_dense(net, 1, scaled_dW), params, x, t, methods=INDEPENDENT)
     assert not report.ok
     assert failing(report, ("autograd", "backprop")) == {"[1]['W']"}
     assert failing(report, ("backprop", "numerical")) == {"[1]['W']"}
@@ -125,14 +130,14 @@ def test_scaled_weight_gradient_is_caught_at_its_leaf_and_blamed_on_backprop():
 
 def test_transposed_square_weight_gradient_is_caught_at_its_leaf():
     net, params, x, t = small_problem()
-    report = mg.check_gradients(with_broken_dense(net, 1, transposed_dW), params, x, t)
+    report = mg.check_gradients(with_broken_dense(net, 1, transposed_dW), params, x, t, methods=INDEPENDENT)
     assert failing(report, ("autograd", "backprop")) == {"[1]['W']"}
     assert report.suspects() == {"[1]['W']": "backprop"}
 
 
 def test_transposed_non_square_weight_gradient_fails_the_shape_check_naming_the_leaf():
     net, params, x, t = small_problem()
-    report = mg.check_gradients(with_broken_dense(net, 0, transposed_dW), params, x, t)
+    report = mg.check_gradients(with_broken_dense(net, 0, transposed_dW), params, x, t, methods=INDEPENDENT)
     assert not report.ok
     bad = [c for c in report.checks if not c.ok]
     assert len(bad) == 1 and "backprop" in bad[0].name and "[0]['W']" in bad[0].detail
@@ -175,7 +180,7 @@ def test_raise_on_failure_carries_the_report():
 @pytest.mark.parametrize("mode", ["sampled", "directional"])
 def test_cheap_modes_catch_the_scaled_rule_too(mode):
     net, params, x, t = small_problem()
-    report = mg.check_gradients(with_broken_dense(net, 1, scaled_dW), params, x, t, mode=mode, samples=3)
+    report = mg.check_gradients(with_broken_dense(net, 1, scaled_dW), params, x, t, mode=mode, samples=3, methods=INDEPENDENT)
     assert failing(report, ("backprop", "numerical")) == {"[1]['W']"}
     assert failing(report, ("autograd", "numerical")) == set()
 
@@ -225,7 +230,7 @@ def test_a_method_that_raises_is_reported_not_propagated(monkeypatch):
         raise RuntimeError("backward exploded")
 
     monkeypatch.setattr(backprop, "value_and_grad", crashes)
-    report = mg.check_gradients(net, params, x, t)
+    report = mg.check_gradients(net, params, x, t, methods=INDEPENDENT)
     assert not report.ok
     assert any(c.name == "backprop runs" and "backward exploded" in c.detail for c in report.checks)
     assert {c.methods for c in report.comparisons} == {("autograd", "numerical")}
@@ -284,3 +289,18 @@ def test_vanishing_gradients_pass_on_the_absolute_floor_and_say_so():
     assert "passed on the atol floor" in str(report)
     strict = [c for c in report.comparisons if c.methods == ("autograd", "backprop") and c.path == "[0]['W']"][0]
     assert strict.norm_rel_err <= 1e-12  # the analytic pair stays strict
+
+
+def test_a_broken_rule_shows_in_both_paths_that_use_it():
+    net, params, x, t = small_problem()
+    report = mg.check_gradients(with_broken_dense(net, 1, scaled_dW), params, x, t)
+    assert failing(report, ("autograd", "backprop")) == {"[1]['W']"}
+    assert failing(report, ("autograd", "autograd-fused")) == {"[1]['W']"}
+    assert failing(report, ("backprop", "autograd-fused")) == set()
+    assert failing(report, ("autograd", "numerical")) == set()
+
+
+def test_methods_must_be_a_sequence_not_a_string():
+    net, params, x, t = small_problem()
+    with pytest.raises(TypeError, match="sequence of method names"):
+        mg.check_gradients(net, params, x, t, methods="autograd")

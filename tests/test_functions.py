@@ -106,3 +106,18 @@ def test_non_numeric_input_is_a_type_error():
         mg.softmax(np.array(["1", "2"]))
     with pytest.raises(TypeError, match="dtype"):
         mg.sigmoid(np.array([1 + 1j]))
+
+
+def test_relu_keeps_nan_visible():
+    assert np.isnan(mg.relu(np.array([np.nan, -1.0]))[0])
+
+
+@pytest.mark.parametrize("axis, error", [(2, ValueError), (-3, ValueError), (None, TypeError), (1.0, TypeError)])
+def test_softmax_axis_is_checked(axis, error):
+    with pytest.raises(error, match="axis"):
+        mg.softmax(np.zeros((2, 3)), axis=axis)
+
+
+def test_mean_squared_error_refuses_nan():
+    with pytest.raises(ValueError, match="NaN"):
+        mg.mean_squared_error(np.array([[np.nan, 0.0]]), np.array([[1.0, 0.0]]))

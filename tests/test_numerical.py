@@ -273,3 +273,9 @@ def test_vectorised_path_handles_input_dropout_flatten_and_a_trailing_activation
     loop = mg.numerical_grad(net.loss, params, x, t, 2, vectorize=False)
     assert max_leaf_norm_rel(fast, loop) < 1e-7
     assert max_leaf_norm_rel(fast, mg.grad(net, params, x, t, key=2)) < 1e-7
+
+
+@pytest.mark.parametrize("max_bytes", [-5, 0, "big"])
+def test_max_bytes_must_be_positive(max_bytes):
+    with pytest.raises(ValueError, match="max_bytes"):
+        mg.numerical_grad(lambda p: (p["a"] ** 2).sum(), {"a": np.ones(2)}, max_bytes=max_bytes)

@@ -28,7 +28,7 @@ from ..tree import check_same_shapes, check_same_structure, tree_leaves, tree_le
 from . import METHODS, numerical
 from . import value_and_grad as method_value_and_grad
 
-DEFAULT_METHODS = ("autograd", "backprop", "numerical")
+DEFAULT_METHODS = ("autograd", "backprop", "autograd-fused", "numerical")
 ANALYTIC_TOL = (1e-12, 1e-15)
 NUMERICAL_TOL = (1e-6, 1e-9)
 
@@ -289,6 +289,8 @@ def check_gradients(net, params, x, t, methods=DEFAULT_METHODS, mode="full", see
     ``raise_on_failure`` raises ``GradientCheckError`` instead of returning a
     failing report.
     """
+    if isinstance(methods, str):
+        raise TypeError(f"methods must be a sequence of method names, e.g. ('autograd', 'backprop'), got {methods!r}")
     methods = tuple(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

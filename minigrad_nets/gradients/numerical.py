@@ -23,6 +23,7 @@ For a network's loss (``numerical_grad(net.loss, params, x, t[, key])`` or
 ``value_and_grad``) the full mode is vectorised: see ``network_full_grad``.
 """
 import dataclasses
+import numbers
 
 import numpy as np
 
@@ -155,6 +156,8 @@ def numerical_grad(f, params, *args, mode="full", seed=0, samples=DEFAULT_SAMPLE
     keeps the element-by-element loop; ``max_bytes`` bounds that path's memory.
     """
     _check_mode(mode)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Real) or not max_bytes > 0:
+        raise ValueError(f"max_bytes must be a positive number of bytes, got {max_bytes!r}")
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
     net = _network_of(f)
