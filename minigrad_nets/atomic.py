@@ -3,11 +3,12 @@ import os
 import tempfile
 
 
-def atomic_write(path, write, binary=False):
+def atomic_write(path, write, binary=False, check=None):
     """Call ``write(file)`` on a temp file beside ``path``, fsync it, then os.replace it onto ``path``; returns path.
 
-    A reader never sees a half-written file; on any error the temp file is
-    removed and ``path`` is left as it was.
+    ``check(temp_path)``, when given, runs before the replace (raise to reject
+    the file). A reader never sees a half-written file; on any error the temp
+    file is removed and ``path`` is left as it was.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -17,6 +18,8 @@ def atomic_write(path, write, binary=False):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if check is not None:
+            check(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:

@@ -25,9 +25,9 @@ Fashion-MNIST files can only be checked structurally).
 """
 import gzip
 import hashlib
+import math
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from .atomic import atomic_write
 
 ENV_DATA_DIR = "MINIGRAD_NETS_DATA"
 ENV_OFFLINE = "MINIGRAD_NETS_OFFLINE"
@@ -151,7 +153,7 @@ def parse_idx(payload, name="IDX data"):
         raise ValueError(f"{name}: truncated IDX header ({len(payload)} bytes, needs {header})")
     dims = tuple(int.from_bytes(payload[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(IDX_TYPES[payload[2]])
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(dims) * dtype.itemsize  # Python ints: no int64 overflow
     if len(payload) != expected:
         problem = "truncated" if len(payload) < expected else "has trailing bytes"
         raise ValueError(f"{name}: {problem}: header declares dimensions {dims} ({expected} bytes), "
@@ -326,18 +328,12 @@ def _download_file(name, target, spec, progress):
     failures = []
     for mirror in spec.mirrors:
         url = f"{mirror}{name}.gz"
-        fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{name}.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out:
-                _fetch(url, out, progress, f"{name}.gz")
-            _checked_file(tmp, name, spec, verify=True)
-            os.replace(tmp, target / f"{name}.gz")
+            atomic_write(target / f"{name}.gz", lambda out: _fetch(url, out, progress, f"{name}.gz"), binary=True,
+                         check=lambda tmp: _checked_file(tmp, name, spec, verify=True))
             return
         except (OSError, ValueError) as err:  # network errors are OSErrors (URLError, timeouts)
             failures.append(f"{url}: {err}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     raise DownloadError(f"could not download {name}.gz from {len(failures)} mirror(s): "
                         + "; ".join(failures or ["no mirrors"]))
 
@@ -416,6 +412,7 @@ def load(dataset="mnist", data_dir=None, normalize=True, flatten=True, one_hot=F
     checksums and expected counts (for your own IDX files); ``return_source=True`` appends the
     ``DataSource`` as a third element.
     """
+    _spec(dataset)
     source = _find_or_fetch(dataset, data_dir, download, progress)
     spec = EMBEDDED_SPEC if source.kind == "embedded" else _spec(dataset)
     directory = Path(source.directory)

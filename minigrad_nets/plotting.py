@@ -5,7 +5,7 @@ Each ``plot_*`` function takes the plain data an experiment returned, builds a
 change, so it is safe in scripts, servers and notebooks alike), writes it to
 ``path`` as a PNG atomically when a path is given, and returns the figure.
 """
-from .experiments.results import atomic_write
+from .atomic import atomic_write
 
 MARKERS = ("o", "s", "D", "^", "v", "x")
 

@@ -363,3 +363,15 @@ def test_interrupted_download_leaves_nothing_behind(mirror, clean_env, monkeypat
         warnings.simplefilter("error")
         (x, _), _ = mg.datasets.load_mnist(clean_env / "dest", progress=False)
     assert len(x) == 6
+
+
+def test_unknown_dataset_is_a_value_error_listing_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown dataset 'cifar'; choose one of \['fashion_mnist', 'mnist'\]"):
+        datasets.load("cifar", download=False)
+
+
+def test_parse_idx_dimensions_whose_product_overflows_int64_are_a_clear_error():
+    # 2**31 x 2**31 x 4 overflows int64 to 0: the old length check passed and reshape failed
+    header = bytes([0, 0, 0x08, 3]) + (2**31).to_bytes(4, "big") * 2 + (4).to_bytes(4, "big")
+    with pytest.raises(ValueError, match="truncated: header declares dimensions"):
+        datasets.parse_idx(header, "big.idx")

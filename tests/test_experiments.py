@@ -220,7 +220,7 @@ def test_write_json_round_trips_and_replaces_atomically(tmp_path):
 
 
 def test_atomic_write_failing_midway_leaves_the_old_file_and_no_temp(tmp_path):
-    from minigrad_nets.experiments.results import atomic_write
+    from minigrad_nets.atomic import atomic_write
 
     path = tmp_path / "r.json"
     path.write_text("old")
@@ -233,3 +233,26 @@ def test_atomic_write_failing_midway_leaves_the_old_file_and_no_temp(tmp_path):
         atomic_write(path, write_then_fail)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_atomic_write_check_rejects_before_replace_and_syncs_to_the_target(tmp_path):
+    from minigrad_nets.atomic import atomic_write
+
+    path = tmp_path / "r.bin"
+    path.write_bytes(b"old")
+
+    def reject(tmp):
+        assert open(tmp, "rb").read() == b"new"  # the check sees the complete temp file
+        raise ValueError("bad checksum")
+
+    with pytest.raises(ValueError, match="bad checksum"):
+        atomic_write(path, lambda f: f.write(b"new"), binary=True, check=reject)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["r.bin"]
+    atomic_write(path, lambda f: f.write(b"new"), binary=True, check=lambda tmp: None)
+    assert path.read_bytes() == b"new"
+
+
+def test_one_atomic_write_implementation_is_shared():
+    from minigrad_nets import atomic, plotting
+    from minigrad_nets.experiments import results
+    assert results.atomic_write is atomic.atomic_write and plotting.atomic_write is atomic.atomic_write

@@ -28,7 +28,7 @@ def assert_valid_png(path):
     image = imread(path)
     assert image.shape[:2] == (height, width)
     assert image.std() > 0  # something was drawn
-    assert not [n for n in os.listdir(os.path.dirname(path)) if ".tmp-" in n]
+    assert not [n for n in os.listdir(os.path.dirname(path)) if n.startswith(".")]  # no temp files
 
 
 def loss_result(n=60):

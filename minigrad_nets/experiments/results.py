@@ -1,30 +1,10 @@
-"""Experiment results on disk: JSON of plain data and atomic file writes."""
+"""Experiment results on disk: JSON of plain data, written atomically."""
 import json
 import math
-import os
-import secrets
 
 import numpy as np
 
-
-def atomic_write(path, write, binary=False):
-    """Call ``write(file)`` on a temp file beside ``path``, then os.replace it onto ``path``.
-
-    A reader never sees a half-written file; on any error the temp file is
-    removed and ``path`` is left as it was. Permissions follow the umask.
-    """
-    path = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "xb" if binary else "x", **({} if binary else {"encoding": "utf-8"})) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+from ..atomic import atomic_write
 
 
 def to_jsonable(value):
