@@ -15,6 +15,8 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):  # shared helpers (argument types, data loading), not subcommands
+            continue
         import_module(f"{commands.__name__}.{info.name}").register(subparsers)
     return parser
 

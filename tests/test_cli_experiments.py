@@ -128,3 +128,27 @@ def test_without_matplotlib_the_data_is_still_written(tiny_mnist, tmp_path, monk
     assert cli.main(["overfitting", "--no-progress", "--epochs", "1", "--out", str(tmp_path)]) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["overfitting.json"]
     assert "matplotlib" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_out_that_is_a_file_fails_before_any_work(name, tiny_mnist, tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.write_text("a regular file")
+    assert cli.main([name, "--quick", "--no-progress", "--out", str(out)]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert tiny_mnist == []  # the data was not even loaded
+    assert out.read_text() == "a regular file"
+
+
+def test_the_commands_share_one_data_loader():
+    from minigrad_nets.commands import _data, gradcheck, train
+    assert commands.load_data is _data.load_data and train.load_data is _data.load_data
+    assert gradcheck.load_data is _data.load_data
+
+
+def test_weight_init_and_optimizers_share_one_runner(tiny_mnist, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(commands, "_run_loss_comparison", lambda args, name, *rest: calls.append(name) or 0)
+    for name in ("weight-init", "optimizers"):
+        assert cli.main([name, "--quick", "--out", str(tmp_path)]) == 0
+    assert calls == ["weight-init", "optimizers"]

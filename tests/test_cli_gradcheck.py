@@ -55,5 +55,36 @@ def test_bad_arguments(capsys):
     assert "unknown gradient method" in capsys.readouterr().err
     assert cli.main(SMALL + ["--data", "mnist"]) == 2
     assert "--input-size 784" in capsys.readouterr().err
-    assert cli.main(SMALL + ["--dropout", "1.5"]) == 2
-    assert "dropout" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        cli.main(SMALL + ["--dropout", "1.5"])
+    assert info.value.code == 2
+    assert "argument --dropout: must be a number in [0, 1), got '1.5'" in capsys.readouterr().err
+
+
+def test_mnist_batch_prints_the_source_instead_of_a_warning(capfd, monkeypatch, tmp_path):
+    from minigrad_nets import datasets
+    monkeypatch.delenv(datasets.ENV_DATA_DIR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status = cli.main(["gradcheck", "--data", "mnist", "--hidden", "", "--batch", "2", "--methods",
+                           "autograd,backprop"])
+    assert [w.category.__name__ for w in caught] == []  # a plain run would print these with a source line
+    out, err = capfd.readouterr()
+    assert status == 0
+    assert "data: MNIST: embedded subset" in out and err == ""
+
+
+def test_choices_come_from_the_registries(capsys):
+    from minigrad_nets.gradients.numerical import MODES
+    from minigrad_nets.network import ACTIVATIONS
+    with pytest.raises(SystemExit):
+        cli.main(["gradcheck", "--help"])
+    text = capsys.readouterr().out
+    assert "{" + ",".join(ACTIVATIONS) + "}" in text and "{" + ",".join(MODES) + "}" in text
+
+
+def test_helper_modules_are_not_subcommands():
+    choices = cli.build_parser()._subparsers._group_actions[0].choices
+    assert "train" in choices and not [name for name in choices if name.startswith("_")]

@@ -61,3 +61,59 @@ def test_help_lists_the_options(capsys):
     for option in ("--data-dir", "--dataset", "--hidden", "--optimizer", "--epochs", "--iterations", "--resume",
                    "--quick", "--no-progress", "--out", "--method"):
         assert option in text
+
+
+def test_overflow_prints_only_the_clear_error(capfd):
+    import warnings
+    argv = ["train", "--quick", "--no-progress", "--optimizer", "sgd", "--lr", "1e6", "--iterations", "30"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(argv) == 1
+    assert [str(w.message) for w in caught] == []  # a plain run would print these to stderr
+    err = capfd.readouterr().err
+    assert "training loss became" in err and "at iteration" in err
+    assert "overflow encountered" not in err and "RuntimeWarning" not in err
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--batch-size", "x", "argument --batch-size: must be a positive integer, got 'x'"),
+    ("--seed", "1.5", "argument --seed: must be a non-negative integer, got '1.5'"),
+    ("--lr", "-1", "argument --lr: must be a positive number, got '-1'"),
+    ("--dropout", "1", "argument --dropout: must be a number in [0, 1), got '1'"),
+    ("--init", "foo", "argument --init: unknown weight initialiser 'foo'"),
+])
+def test_bad_values_are_usage_errors_in_cli_words(capsys, flag, value, message):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", flag, value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "_positive_int" not in err and "invalid" not in err
+
+
+def test_help_states_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default 5; total when resuming)" in text and "(default: 100)" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--resume"], "--resume needs --out"),
+    (["--checkpoint-every", "5"], "--checkpoint-every needs --out"),
+    (["--out", "/proc/minigrad-nets-test"], "--out /proc/minigrad-nets-test: cannot write in /proc"),
+])
+def test_argument_errors_come_before_loading_data(tmp_path, capsys, argv, message):
+    # the data dir does not exist: an error about the data would mean it was loaded first
+    assert cli.main(["train", "--quick", "--data-dir", str(tmp_path / "nothing"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Put the four files" not in err
+
+
+def test_out_that_is_a_directory_or_below_a_file_fails_before_loading(tmp_path, capsys):
+    (tmp_path / "dir.npz").mkdir()
+    (tmp_path / "file").write_text("x")
+    for out, message in ((tmp_path / "dir.npz", "is a directory"), (tmp_path / "file" / "run", "not a directory")):
+        assert cli.main(["train", "--quick", "--data-dir", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Put the four files" not in err

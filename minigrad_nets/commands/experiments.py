@@ -4,13 +4,13 @@ Each writes its PNG plot(s) and a JSON of the data into ``--out`` and prints a
 table. Heavy imports (the experiments, the loader, matplotlib) happen inside
 the run functions so that ``minigrad-nets --help`` stays fast.
 """
-import argparse
 import os
 import sys
 import time
-import warnings
 
 from ..gradients import METHODS, TRAINING_METHOD
+from ._args import check_output_dir, non_negative_int, positive_int
+from ._data import load_data
 
 # per experiment: full-run defaults and the --quick overrides (a smoke test of a few seconds)
 DEFAULTS = {
@@ -32,6 +32,7 @@ HELP = {
     "overfitting": "train a 7-layer net on 300 images: plain vs weight decay vs dropout, accuracy per epoch",
     "all": "run weight-init, activation-histograms, optimizers and overfitting in turn",
 }
+TITLES = {"weight-init": "Weight init", "optimizers": "Optimizers"}  # of the loss plots
 DESCRIPTION_DATA = ("MNIST is read from --data-dir, else $MINIGRAD_NETS_DATA, else the user cache; "
                     "when none holds it, the 10,000-image subset shipped with the package is used "
                     "(with --download the full set is fetched into the cache first).")
@@ -45,7 +46,7 @@ def register(subparsers):
             name, help=HELP[name], description=HELP[name] + "." + (" " + DESCRIPTION_DATA if needs_data else ""))
         parser.add_argument("--out", default="results", metavar="DIR",
                             help="directory for the PNG plot(s) and the JSON of the data (default: results)")
-        parser.add_argument("--seed", type=_non_negative_int, default=0,
+        parser.add_argument("--seed", type=non_negative_int, default=0,
                             help="seed for weights, minibatch order and random inputs (default: 0)")
         parser.add_argument("--quick", action="store_true", help="a short run for smoke tests (seconds)")
         parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -57,13 +58,13 @@ def register(subparsers):
             parser.add_argument("--method", default=TRAINING_METHOD, choices=sorted(METHODS),
                                 help=f"gradient path (default: {TRAINING_METHOD})")
         if name in ("weight-init", "optimizers", "all"):
-            parser.add_argument("--iterations", type=_positive_int,
+            parser.add_argument("--iterations", type=positive_int,
                                 help="training iterations (default 2000; 100 with --quick)")
         if name in ("overfitting", "all"):
-            parser.add_argument("--epochs", type=_positive_int,
+            parser.add_argument("--epochs", type=positive_int,
                                 help="training epochs (default 200: the book's 201 measurements; 10 with --quick)")
         if name in ("activation-histograms", "all"):
-            parser.add_argument("--num-inputs", type=_positive_int,
+            parser.add_argument("--num-inputs", type=positive_int,
                                 help="random inputs per histogram (default 1000; 200 with --quick)")
         parser.set_defaults(func=RUNNERS[name])
 
@@ -71,49 +72,45 @@ def register(subparsers):
 # ---------------------------------------------------------------- runners
 
 
+def _run_loss_comparison(args, name, data, compare, describe):
+    """Shared body of weight-init and optimizers: train, print the loss table, write JSON + plot; exit status."""
+    options = _options(name, args)
+    check_output_dir(args.out)
+    (train, test), source = data or load_data(args)
+    started = time.perf_counter()
+    result = compare(train, test, iterations=options["iterations"], report_every=options["report_every"],
+                     seed=args.seed, method=args.method, progress=args.progress)
+    result["data_source"] = str(source)
+    print(f"{name}: {describe(result['config'])}")
+    _print_loss_table(result)
+    title = f"{TITLES[name]}: training loss (smoothed), {result['config']['num_train']:,} MNIST training images"
+    paths = _save(args, name, result,
+                  {f"{name}.png": lambda plotting, path: plotting.plot_loss_curves(result, path, title=title)})
+    _done(paths, started)
+    return 0
+
+
 def run_weight_init(args, data=None):
     """The weight-init subcommand: returns the exit status."""
     from ..experiments import weight_init_comparison
 
-    options = _options("weight-init", args)
-    (train, test), source = data or load_data(args)
-    started = time.perf_counter()
-    result = weight_init_comparison(train, test, iterations=options["iterations"],
-                                    report_every=options["report_every"], seed=args.seed, method=args.method,
-                                    progress=args.progress)
-    result["data_source"] = str(source)
-    config = result["config"]
-    print(f"weight-init: ReLU net {'-'.join(map(str, config['layers']))}, {config['optimizer']}, "
-          f"batch {config['batch_size']}, {config['iterations']} iterations, seed {args.seed}")
-    _print_loss_table(result)
-    title = f"Weight init: training loss (smoothed), {config['num_train']:,} MNIST training images"
-    paths = _save(args, "weight-init", result,
-                  {"weight-init.png": lambda plotting, path: plotting.plot_loss_curves(result, path, title=title)})
-    _done(paths, started)
-    return 0
+    def describe(config):
+        return (f"ReLU net {'-'.join(map(str, config['layers']))}, {config['optimizer']}, "
+                f"batch {config['batch_size']}, {config['iterations']} iterations, seed {args.seed}")
+
+    return _run_loss_comparison(args, "weight-init", data, weight_init_comparison, describe)
 
 
 def run_optimizers(args, data=None):
     """The optimizers subcommand: returns the exit status."""
     from ..experiments import optimizer_comparison
 
-    options = _options("optimizers", args)
-    (train, test), source = data or load_data(args)
-    started = time.perf_counter()
-    result = optimizer_comparison(train, test, iterations=options["iterations"],
-                                  report_every=options["report_every"], seed=args.seed, method=args.method,
-                                  progress=args.progress)
-    result["data_source"] = str(source)
-    config = result["config"]
-    rates = ", ".join(f"{name} lr {spec['lr']:g}" for name, spec in config["optimizers"].items())
-    print(f"optimizers: ReLU net {'-'.join(map(str, config['layers']))} (He), batch {config['batch_size']}, "
-          f"{config['iterations']} iterations, seed {args.seed}; {rates}")
-    _print_loss_table(result)
-    title = f"Optimizers: training loss (smoothed), {config['num_train']:,} MNIST training images"
-    paths = _save(args, "optimizers", result,
-                  {"optimizers.png": lambda plotting, path: plotting.plot_loss_curves(result, path, title=title)})
-    _done(paths, started)
-    return 0
+    def describe(config):
+        rates = ", ".join(f"{name} lr {spec['lr']:g}" for name, spec in config["optimizers"].items())
+        return (f"ReLU net {'-'.join(map(str, config['layers']))} (He), batch {config['batch_size']}, "
+                f"{config['iterations']} iterations, seed {args.seed}; {rates}")
+
+    return _run_loss_comparison(args, "optimizers", data, optimizer_comparison, describe)
 
 
 def run_activation_histograms(args, data=None):
@@ -121,6 +118,7 @@ def run_activation_histograms(args, data=None):
     from ..experiments import activation_histograms
 
     options = _options("activation-histograms", args)
+    check_output_dir(args.out)
     started = time.perf_counter()
     result = activation_histograms(num_inputs=options["num_inputs"], seed=args.seed)
     config = result["config"]
@@ -144,6 +142,7 @@ def run_overfitting(args, data=None):
     from ..experiments import overfitting_comparison
 
     options = _options("overfitting", args)
+    check_output_dir(args.out)
     (train, test), source = data or load_data(args)
     if options["num_test"] is not None:
         test = (test[0][:options["num_test"]], test[1][:options["num_test"]])
@@ -167,6 +166,7 @@ def run_overfitting(args, data=None):
 
 def run_all(args):
     """Run the four experiments in turn, loading MNIST once; returns the exit status."""
+    check_output_dir(args.out)
     data = load_data(args)
     status = 0
     for runner in (run_weight_init, run_activation_histograms, run_optimizers, run_overfitting):
@@ -180,20 +180,6 @@ RUNNERS = {"weight-init": run_weight_init, "activation-histograms": run_activati
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def load_data(args):
-    """``((train, test), source)`` from the MNIST loader, announcing the source on stdout."""
-    from .. import datasets
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", datasets.EmbeddedDataWarning)  # said below, in plain words
-        train, test, source = datasets.load_mnist(args.data_dir, download=args.download, progress=args.progress,
-                                                  return_source=True)
-    print(f"data: {source}")
-    if source.kind == "embedded":
-        print("      (full MNIST not found: pass --data-dir DIR, set $MINIGRAD_NETS_DATA, or use --download)")
-    return (train, test), source
 
 
 def _options(name, args):
@@ -245,16 +231,3 @@ def _print_loss_table(result):
 def _done(paths, started):
     print(f"wrote {', '.join(paths)} ({time.perf_counter() - started:.1f} s)")
 
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value

@@ -1,0 +1,18 @@
+"""The one data loader of the commands: MNIST / Fashion-MNIST with the source announced in plain words."""
+import warnings
+
+
+def load_data(args, dataset="mnist", dtype="float32"):
+    """``((train, test), source)`` from ``datasets.load`` with args.data_dir (and args.download / args.progress
+    when the command has them); prints the source line instead of an EmbeddedDataWarning."""
+    from .. import datasets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", datasets.EmbeddedDataWarning)  # said below, in plain words
+        train, test, source = datasets.load(dataset, args.data_dir, dtype=dtype,
+                                            download=getattr(args, "download", False),
+                                            progress=getattr(args, "progress", False), return_source=True)
+    print(f"data: {source}")
+    if source.kind == "embedded":
+        print("      (full MNIST not found: pass --data-dir DIR, set $MINIGRAD_NETS_DATA, or use --download)")
+    return (train, test), source
