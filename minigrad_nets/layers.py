@@ -12,6 +12,7 @@ dropout seed (an int, a tuple of ints, or a ``SeedSequence``): ``None`` means
 inference (no dropout); the same key always draws the same mask, so a loss
 with dropout stays a deterministic function of its inputs.
 """
+import numbers
 from typing import Callable, NamedTuple
 
 import autograd.numpy as anp
@@ -155,6 +156,8 @@ def Dropout(rate):
 
     Active only when a key is given; with ``key=None`` (inference) it is the identity.
     """
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise TypeError(f"dropout rate must be a number (the probability of dropping), got {rate!r}")
     rate = float(rate)
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout rate is the probability of dropping and must be in [0, 1), got {rate}")
@@ -192,7 +195,7 @@ def serial(*layers):
 
     def split(params):
         """Pair each layer with its params (None for parameter-free ones)."""
-        it = iter(params)
+        it = iter(params if params is not None else ())  # a serial without params is handed None
         return [(layer, next(it) if layer.has_params else None) for layer in layers]
 
     def init_fun(rng, input_shape, dtype):

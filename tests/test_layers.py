@@ -76,3 +76,18 @@ def test_dense_backward_rules():
 
 def test_layers_are_exported():
     assert mg.Dense is Dense and mg.serial is serial and mg.Relu is Relu
+
+
+def test_a_serial_without_params_nests():
+    net = mg.Network((Dense(8), serial(Relu, Dropout(0.5)), Dense(3)), 6, 3)
+    params = net.init(0)
+    x = np.random.default_rng(0).random((4, 6))
+    assert len(params) == 2
+    np.testing.assert_allclose(net.apply(params, x), net.apply(params, x, key=None))
+    for method in ("autograd", "backprop", "autograd-fused"):
+        assert mg.grad(net, params, x, np.array([0, 1, 2, 0]), method=method, key=3)[0]["W"].shape == (6, 8)
+
+
+def test_dropout_rate_must_be_a_number():
+    with pytest.raises(TypeError, match="must be a number"):
+        Dropout("0.5")
