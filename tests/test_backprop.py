@@ -8,17 +8,7 @@ import minigrad_nets as mg
 from minigrad_nets.gradients.backprop import softmax_cross_entropy
 from minigrad_nets.tree import tree_leaves, tree_leaves_with_paths, tree_structure
 
-
-def norm_rel(a, b):
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return np.linalg.norm(a - b) / scale if scale else float(np.any(a != b))
-
-
-def problem(hidden, activation="relu", weight_decay=0.0, dropout=0.0, dtype="float64", seed=0, batch=9):
-    net = mg.mlp(7, hidden, 4, activation=activation, init="xavier", weight_decay=weight_decay,
-                 dropout=dropout, dtype=dtype)
-    rng = np.random.default_rng(seed)
-    return net, net.init(seed), rng.random((batch, 7)).astype(dtype), rng.integers(0, 4, size=batch)
+from gradient_problems import norm_rel, problem
 
 
 ARCHS = [([5], "relu", 0.0, 0.0), ([6, 4], "sigmoid", 0.1, 0.0), ([4, 5, 3], "tanh", 0.0, 0.4),

@@ -8,19 +8,9 @@ import minigrad_nets as mg
 from minigrad_nets.layers import Dense, Dropout, Flatten, Relu, Sigmoid, Tanh, serial
 from minigrad_nets.tree import tree_leaves, tree_leaves_with_paths, tree_structure
 
+from gradient_problems import norm_rel, problem
+
 FUSED = "autograd-fused"
-
-
-def norm_rel(a, b):
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return np.linalg.norm(a - b) / scale if scale else float(np.any(a != b))
-
-
-def problem(hidden, activation="relu", weight_decay=0.0, dropout=0.0, dtype="float64", seed=0, batch=9):
-    net = mg.mlp(7, hidden, 4, activation=activation, init="xavier", weight_decay=weight_decay,
-                 dropout=dropout, dtype=dtype)
-    rng = np.random.default_rng(seed)
-    return net, net.init(seed), rng.random((batch, 7)).astype(dtype), rng.integers(0, 4, size=batch)
 
 
 def assert_agree(net, params, x, t, key=None, tol=1e-12):

@@ -18,61 +18,27 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _integer(text, what):
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+def _checked(parse, what, ok):
+    """An argparse type: ``parse(text)``, which must satisfy ``ok``; otherwise 'must be {what}, got ...'."""
+
+    def convert(text):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    convert.__name__ = what
+    return convert
 
 
-def positive_int(text):
-    """An int >= 1 from the command line."""
-    value = _integer(text, "a positive integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def non_negative_int(text):
-    """An int >= 0 from the command line."""
-    value = _integer(text, "a non-negative integer")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return value
-
-
-def _finite_float(text, what):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-    return value
-
-
-def positive_float(text):
-    """A finite float > 0 from the command line (a learning rate)."""
-    value = _finite_float(text, "a positive number")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def non_negative_float(text):
-    """A finite float >= 0 from the command line (a weight decay)."""
-    value = _finite_float(text, "a non-negative number")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text!r}")
-    return value
-
-
-def rate(text):
-    """A float in [0, 1) from the command line (a dropout rate)."""
-    value = _finite_float(text, "a number in [0, 1)")
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
-    return value
+positive_int = _checked(int, "a positive integer", lambda v: v >= 1)
+non_negative_int = _checked(int, "a non-negative integer", lambda v: v >= 0)
+positive_float = _checked(float, "a positive number", lambda v: math.isfinite(v) and v > 0)  # a learning rate
+non_negative_float = _checked(float, "a non-negative number", lambda v: math.isfinite(v) and v >= 0)  # weight decay
+rate = _checked(float, "a number in [0, 1)", lambda v: 0 <= v < 1)  # a dropout rate
 
 
 def hidden_sizes(text):
