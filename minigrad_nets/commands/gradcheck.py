@@ -2,6 +2,7 @@
 import time
 
 from ..gradients import METHODS
+from ..gradients.check import DEFAULT_METHODS
 from ..gradients.numerical import MODES
 from ..network import ACTIVATIONS
 from . import _args
@@ -29,7 +30,7 @@ def register(subparsers):
                         help="dropout rate after each hidden layer (the mask is fixed by --seed)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                         help="the network's dtype (the check itself always runs in float64)")
-    parser.add_argument("--methods", default="autograd,backprop,numerical",
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help=f"comma-separated gradient methods to compare, from {', '.join(sorted(METHODS))}")
     parser.add_argument("--mode", choices=list(MODES), default="full",
                         help="numerical differences: every element, sampled elements, or random directions")
