@@ -279,3 +279,12 @@ def test_vectorised_path_handles_input_dropout_flatten_and_a_trailing_activation
 def test_max_bytes_must_be_positive(max_bytes):
     with pytest.raises(ValueError, match="max_bytes"):
         mg.numerical_grad(lambda p: (p["a"] ** 2).sum(), {"a": np.ones(2)}, max_bytes=max_bytes)
+
+
+def test_network_loss_and_gradient_keep_a_float32_networks_dtype():
+    net = mg.mlp(5, [4], 3, dtype="float32")
+    params = net.init(0)
+    x = np.random.default_rng(0).random((6, 5)).astype(np.float32)
+    loss, grads = mg.value_and_grad(net, params, x, np.arange(6) % 3, method="numerical")
+    assert np.asarray(loss).dtype == np.float32
+    assert all(g.dtype == np.float32 for g in mg.tree.tree_leaves(grads))

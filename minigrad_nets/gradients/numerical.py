@@ -236,12 +236,12 @@ def as_float64(net, params, x, t):
 def value_and_grad(net, params, x, t, key=None):
     """``(loss, gradient)`` of ``net.loss(params, x, t, key)`` by full central differences (float64 inside).
 
-    The gradient has the structure of params and each leaf's dtype.
+    The loss has the network's dtype; the gradient the structure of params and each leaf's dtype.
     """
     net64, params64, x64, t = as_float64(net, params, x, t)
     loss = net64.loss(params64, x64, t, key)
     grads = network_full_grad(net64, params64, x64, t, key)
-    return loss, tree_unflatten(params, [g.astype(np.asarray(p).dtype, copy=False)
+    return net.dtype.type(loss), tree_unflatten(params, [g.astype(np.asarray(p).dtype, copy=False)
                                          for g, p in zip(tree_leaves(grads), tree_leaves(params))])
 
 
