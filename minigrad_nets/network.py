@@ -7,9 +7,8 @@ import numpy as np
 from autograd.tracer import getval
 
 from . import functions
-from .checks import as_float_array
+from .checks import as_float_array, labels_or_targets
 from .layers import Dense, Dropout, Relu, Sigmoid, Tanh, serial
-from .checks import labels_or_targets
 from .tree import check_same_structure, tree_leaves_with_keys, tree_leaves_with_paths, tree_unflatten
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
@@ -28,10 +27,10 @@ class Network:
     output_size: int
     weight_decay: float = 0.0
     dtype: np.dtype = np.dtype(np.float64)
-    model: object = field(default=None, repr=False, compare=False)
-    _template: list = field(default=None, repr=False, compare=False)
-    _leaf_shapes: list = field(default=None, repr=False, compare=False)
-    _weight_keys: list = field(default=None, repr=False, compare=False)
+    model: object = field(init=False, repr=False, compare=False)
+    _template: list = field(init=False, repr=False, compare=False)
+    _leaf_shapes: list = field(init=False, repr=False, compare=False)
+    weight_keys: list = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, numbers.Real):
@@ -48,8 +47,8 @@ class Network:
             raise ValueError(f"model outputs {out_shape[-1]} values, network declares {self.output_size}")
         object.__setattr__(self, "_template", template)
         object.__setattr__(self, "_leaf_shapes", [(path, leaf.shape) for path, leaf in tree_leaves_with_paths(template)])
-        # Where the weight matrices sit (leaves named 'W', at any depth): only they are decayed.
-        object.__setattr__(self, "_weight_keys", [keys for keys, _ in tree_leaves_with_keys(template) if keys[-1] == "W"])
+        # weight_keys: where the weight matrices sit (leaves named 'W', at any depth); only they are decayed.
+        object.__setattr__(self, "weight_keys", [keys for keys, _ in tree_leaves_with_keys(template) if keys[-1] == "W"])
 
     # ------------------------------------------------------------ params
 
@@ -158,7 +157,7 @@ class Network:
         if self.weight_decay == 0:
             return 0.0
         total = 0.0
-        for keys in self._weight_keys:  # indexing works on autograd's boxed containers too
+        for keys in self.weight_keys:  # indexing works on autograd's boxed containers too
             w = params
             for k in keys:
                 w = w[k]
@@ -169,7 +168,7 @@ class Network:
         """``grads`` with the weight penalty's gradient λW added to every weight leaf (a new tree)."""
         if self.weight_decay == 0:
             return grads
-        weights = set(self._weight_keys)
+        weights = set(self.weight_keys)
         lam = self.weight_decay
         leaves = [g + lam * p if keys in weights else g
                   for (keys, g), (_, p) in zip(tree_leaves_with_keys(grads), tree_leaves_with_keys(params))]

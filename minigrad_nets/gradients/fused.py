@@ -55,9 +55,9 @@ class _Slot:
 class _Plan:
     """A network cut into segments: each starts at a layer with params and runs to the next one."""
 
-    def __init__(self, layers, params):
+    def __init__(self, net, params):
         self.slots, self.segments, entries, start = [], [], [], 0
-        for position, layer in enumerate(layers):
+        for position, layer in enumerate(net.layers):
             slot = None
             if layer.has_params:
                 if entries:
@@ -69,9 +69,9 @@ class _Plan:
             entries.append((position, layer, slot))
         self.segments.append(entries)
         self.leaf_count = start
-        # Positions of the weight matrices (leaves named 'W', at any depth) in the flat tuple.
-        self.weights = [slot.where.start + j for slot, p in zip(self.slots, params)
-                        for j, (keys, _) in enumerate(tree_leaves_with_keys(p)) if keys and keys[-1] == "W"]
+        # Positions of the network's weight matrices in the flat tuple (which is in tree_leaves order).
+        decayed = set(net.weight_keys)
+        self.weights = [i for i, (keys, _) in enumerate(tree_leaves_with_keys(params)) if keys in decayed]
 
     def leaves(self, params):
         """The flat leaf tuple of ``params``."""
@@ -88,7 +88,7 @@ _PLANS = weakref.WeakKeyDictionary()  # network -> _Plan; a plan depends only on
 def _plan(net, params):
     plan = _PLANS.get(net)
     if plan is None:
-        plan = _PLANS[net] = _Plan(net.layers, params)
+        plan = _PLANS[net] = _Plan(net, params)
     return plan
 
 
