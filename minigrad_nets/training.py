@@ -23,7 +23,7 @@ import numpy as np
 
 from .atomic import atomic_write, check_writable_file
 from .checks import labels_or_targets
-from .gradients import METHODS, TRAINING_METHOD, value_and_grad
+from .gradients import TRAINING_METHOD, check_method, value_and_grad
 from .tree import check_same_shapes, tree_leaves_with_paths, tree_unflatten
 
 CHECKPOINT_FORMAT = 1
@@ -226,8 +226,7 @@ def fit(net, params, optimizer, train_data, *, test_data=None, epochs=None, iter
             raise ValueError("checkpoint_every needs a checkpoint path")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path")
-    if method not in METHODS:
-        raise ValueError(f"unknown gradient method {method!r}; choose one of {sorted(METHODS)}")
+    check_method(method)
 
     if checkpoint is not None:
         check_writable_file(checkpoint, "checkpoint")  # fail now, not after the whole run

@@ -1,7 +1,7 @@
 """The ``gradcheck`` subcommand: build an MLP, run ``check_gradients`` on one batch, print the report."""
 import time
 
-from ..gradients import METHODS
+from ..gradients import METHODS, check_method
 from ..gradients.check import DEFAULT_METHODS
 from ..gradients.numerical import MODES
 from ..network import ACTIVATIONS
@@ -61,10 +61,10 @@ def run(args):
 
     import minigrad_nets as mg
 
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"--methods: unknown gradient method {unknown[0]!r}; choose from {sorted(METHODS)}")
+    try:
+        methods = tuple(check_method(m.strip()) for m in args.methods.split(",") if m.strip())
+    except ValueError as err:
+        raise ValueError(f"--methods: {err}") from None
     if args.data == "mnist" and (args.input_size != 784 or args.output_size != 10):
         raise ValueError("--data mnist needs --input-size 784 and --output-size 10")
     net = mg.mlp(args.input_size, args.hidden, args.output_size, activation=args.activation, init=args.init,

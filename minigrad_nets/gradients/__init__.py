@@ -14,11 +14,16 @@ METHODS = {
 TRAINING_METHOD = "autograd-fused"
 
 
-def value_and_grad(net, params, x, t, method="autograd", key=None):
-    """``(loss, gradient pytree)`` of ``net.loss(params, x, t, key)`` by ``method`` (see ``METHODS``)."""
+def check_method(method):
+    """``method`` if it names a gradient path in ``METHODS``; a ValueError listing them otherwise."""
     if method not in METHODS:
         raise ValueError(f"unknown gradient method {method!r}; choose one of {sorted(METHODS)}")
-    module = import_module(f"{__name__}.{METHODS[method]}")
+    return method
+
+
+def value_and_grad(net, params, x, t, method="autograd", key=None):
+    """``(loss, gradient pytree)`` of ``net.loss(params, x, t, key)`` by ``method`` (see ``METHODS``)."""
+    module = import_module(f"{__name__}.{METHODS[check_method(method)]}")
     return module.value_and_grad(net, params, x, t, key)
 
 

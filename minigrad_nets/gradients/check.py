@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import layers as L
 from ..tree import check_same_shapes, check_same_structure, tree_leaves, tree_leaves_with_paths
-from . import METHODS, numerical
+from . import check_method, numerical
 from . import value_and_grad as method_value_and_grad
 
 DEFAULT_METHODS = ("autograd", "backprop", "autograd-fused", "numerical")
@@ -291,10 +291,7 @@ def check_gradients(net, params, x, t, methods=DEFAULT_METHODS, mode="full", see
     """
     if isinstance(methods, str):
         raise TypeError(f"methods must be a sequence of method names, e.g. ('autograd', 'backprop'), got {methods!r}")
-    methods = tuple(methods)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown gradient method(s) {unknown}; choose from {sorted(METHODS)}")
+    methods = tuple(check_method(m) for m in methods)
     if len(methods) < 2 or len(set(methods)) != len(methods):
         raise ValueError(f"check_gradients needs at least two distinct methods, got {list(methods)}")
     if mode not in numerical.MODES:
