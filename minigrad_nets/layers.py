@@ -110,23 +110,11 @@ def _elementwise(name, traced_fn, numpy_fn, grad_from_output):
     return Layer(name, False, init_fun, apply, forward, backward)
 
 
-def _relu_numpy(x):
-    # max(x, 0) against a row of zeros, not the scalar 0: numpy's vectorised loop skips a scalar operand (2x slower).
-    return np.maximum(x, np.zeros(x.shape[-1:], x.dtype))
-
-
-def _sigmoid_numpy(x):
-    e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
-    y = np.where(x >= 0, 1, e)
-    y /= 1 + e  # in place: y is ours
-    return y
-
-
 # The backward rules, one line each: dx from the layer's output y and upstream dy.
 # Relu multiplies by the 0/1 mask (y > 0) (gradient 0 at 0, the book's rule); it
 # never writes into dy, which belongs to the caller (the book's version does).
-Relu = _elementwise("Relu", functions.relu, _relu_numpy, lambda y, dy: dy * (y > 0))
-Sigmoid = _elementwise("Sigmoid", functions.sigmoid, _sigmoid_numpy, lambda y, dy: dy * y * (1 - y))
+Relu = _elementwise("Relu", functions.relu, functions.relu_values, lambda y, dy: dy * (y > 0))
+Sigmoid = _elementwise("Sigmoid", functions.sigmoid, functions.sigmoid_values, lambda y, dy: dy * y * (1 - y))
 Tanh = _elementwise("Tanh", functions.tanh, np.tanh, lambda y, dy: dy * (1 - y * y))
 
 
