@@ -55,3 +55,11 @@ def labels_or_targets(t, batch_shape, num_classes, name="t"):
     if t.ndim == len(batch_shape) and t.ndim == 1:
         raise ValueError(f"label count {t.shape[0]} does not match batch size {batch_shape[0]}")
     raise ValueError(f"targets {name} have shape {t.shape}; expected {expected}")
+
+
+def labels_unless_soft(t, batch_shape, num_classes, name="t"):
+    """As ``labels_or_targets``, but one-hot targets come back as their labels, so both give the same loss."""
+    kind, t = labels_or_targets(t, batch_shape, num_classes, name)
+    if kind == "targets" and np.all((t == 0) | (t == 1)):
+        return "labels", np.argmax(t, axis=-1)
+    return kind, t

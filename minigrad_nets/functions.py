@@ -19,7 +19,7 @@ import numpy as onp
 from autograd.extend import defvjp, primitive
 from autograd.tracer import getval
 
-from .checks import as_float_array, labels_or_targets
+from .checks import as_float_array, labels_or_targets, labels_unless_soft
 
 
 def sigmoid_values(x):
@@ -148,9 +148,7 @@ def cross_entropy(logits, t):
     if len(shape) == 0:
         raise ValueError("logits must have a class dimension: shape (C,) or (B, C)")
     count = _batch_count(shape, "cross_entropy")
-    kind, tv = labels_or_targets(t, shape[:-1], shape[-1])
-    if kind == "targets" and onp.all((tv == 0) | (tv == 1)):
-        kind, tv = "labels", onp.argmax(tv, axis=-1)
+    kind, tv = labels_unless_soft(t, shape[:-1], shape[-1])
     z = np.reshape(z, (count, shape[-1]))
     m = _row_max(z, -1)
     # The weighted entries: (example, class) pairs with a positive target. Indexing, not np.where,

@@ -28,7 +28,7 @@ import numbers
 import numpy as np
 
 from .. import layers as L
-from ..checks import labels_or_targets
+from ..checks import labels_unless_soft
 from ..network import Network
 from ..tree import tree_leaves, tree_leaves_with_paths, tree_unflatten
 
@@ -337,9 +337,7 @@ def _apply_ops(ops, values, gather, in_place=False):
 
 def _targets(t, batch, classes):
     """``(labels (B,), None)`` or ``(None, targets (B, C))``, read as ``cross_entropy`` reads them."""
-    kind, tv = labels_or_targets(t, (batch,), classes)
-    if kind == "targets" and np.all((tv == 0) | (tv == 1)):
-        kind, tv = "labels", np.argmax(tv, axis=-1)
+    kind, tv = labels_unless_soft(t, (batch,), classes)
     return (tv, None) if kind == "labels" else (None, tv.astype(np.float64))
 
 
