@@ -12,6 +12,7 @@ dropout seed (an int, a tuple of ints, or a ``SeedSequence``): ``None`` means
 inference (no dropout); the same key always draws the same mask, so a loss
 with dropout stays a deterministic function of its inputs.
 """
+import functools
 import numbers
 from typing import Callable, NamedTuple
 
@@ -58,6 +59,14 @@ def check_key(key):
     return tuple(int(k) for k in parts) if isinstance(key, tuple) else int(key)
 
 
+@functools.lru_cache(maxsize=64)
+def ones_vector(n, dtype):
+    """A read-only (n,) vector of ones, shared: ``ones @ a`` sums the rows of a (n, m) in one BLAS call."""
+    ones = np.ones(n, dtype)
+    ones.flags.writeable = False
+    return ones
+
+
 # ---------------------------------------------------------------- Dense
 
 
@@ -82,7 +91,7 @@ def Dense(out_dim, init="he"):
 
     def backward(params, x, dy, need_dx=True):
         # db sums dy over the batch; as a product with a row of ones it is one BLAS call, faster than dy.sum(axis=0).
-        grads = {"W": x.T @ dy, "b": np.ones(len(dy), dy.dtype) @ dy}
+        grads = {"W": x.T @ dy, "b": ones_vector(len(dy), dy.dtype) @ dy}
         return grads, (dy @ params["W"].T if need_dx else None)
 
     return Layer(f"Dense({out_dim})", True, init_fun, apply, forward, backward)
@@ -180,6 +189,7 @@ def _dtype_of(x):
 def serial(*layers):
     """Compose layers in order. Params: a list holding the params of each layer that has any."""
     layers = tuple(layers)
+    with_params = [i for i, layer in enumerate(layers) if layer.has_params]
 
     def split(params):
         """Pair each layer with its params (None for parameter-free ones)."""
@@ -208,7 +218,6 @@ def serial(*layers):
 
     def backward(params, caches, dy, need_dx=True):
         pairs = split(params)
-        with_params = [i for i, (layer, _) in enumerate(pairs) if layer.has_params]
         # Without need_dx, stop at the first layer with params and skip its dx product.
         stop = 0 if need_dx or not with_params else with_params[0]
         grads = []

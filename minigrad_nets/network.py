@@ -7,7 +7,7 @@ import numpy as np
 from autograd.tracer import getval
 
 from . import functions
-from .checks import as_float_array, labels_or_targets
+from .checks import all_finite, as_float_array, labels_or_targets
 from .layers import Dense, Dropout, Relu, Sigmoid, Tanh, serial
 from .tree import check_same_structure, tree_leaves_with_keys, tree_leaves_with_paths, tree_unflatten
 
@@ -30,6 +30,7 @@ class Network:
     model: object = field(init=False, repr=False, compare=False)
     _template: list = field(init=False, repr=False, compare=False)
     _leaf_shapes: list = field(init=False, repr=False, compare=False)
+    _layer_shapes: list = field(init=False, repr=False, compare=False)
     weight_keys: list = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -47,6 +48,10 @@ class Network:
             raise ValueError(f"model outputs {out_shape[-1]} values, network declares {self.output_size}")
         object.__setattr__(self, "_template", template)
         object.__setattr__(self, "_leaf_shapes", [(path, leaf.shape) for path, leaf in tree_leaves_with_paths(template)])
+        # For the fast params check: per layer, {name: shape} when its params are one flat dict (else None).
+        object.__setattr__(self, "_layer_shapes", [
+            {k: v.shape for k, v in p.items()} if type(p) is dict and all(type(v) is np.ndarray for v in p.values())
+            else None for p in template])
         # weight_keys: where the weight matrices sit (leaves named 'W', at any depth); only they are decayed.
         object.__setattr__(self, "weight_keys", [keys for keys, _ in tree_leaves_with_keys(template) if keys[-1] == "W"])
 
@@ -83,15 +88,14 @@ class Network:
 
     def _params_look_right(self, params):
         """The common case, checked fast (a step calls this): the template's list of flat dicts of float arrays."""
-        if type(params) is not list or len(params) != len(self._template):
+        if type(params) is not list or len(params) != len(self._layer_shapes):
             return False
-        shapes = iter(self._leaf_shapes)
-        for layer, want in zip(params, self._template):
-            if type(layer) is not dict or type(want) is not dict or layer.keys() != want.keys():
+        for layer, want in zip(params, self._layer_shapes):
+            if want is None or type(layer) is not dict or len(layer) != len(want):
                 return False
-            for k in sorted(layer):
-                value = layer[k]
-                if type(value) is not np.ndarray or value.dtype != self.dtype or value.shape != next(shapes)[1]:
+            for k, shape in want.items():
+                value = layer.get(k)
+                if type(value) is not np.ndarray or value.dtype != self.dtype or value.shape != shape:
                     return False
         return True
 
@@ -110,7 +114,7 @@ class Network:
                 f"input x has shape {shape}, but the first layer ({first}) expects "
                 f"{self.input_size} features: shape (batch, {self.input_size}) or ({self.input_size},)")
         xv = getval(x)
-        if not np.isfinite(xv).all():
+        if not all_finite(xv):
             where = np.argwhere(~np.isfinite(np.reshape(xv, (-1, shape[-1]))))[0]
             value = np.reshape(xv, (-1, shape[-1]))[tuple(where)]
             raise ValueError(f"input x contains {value} at row {where[0]}, column {where[1]}: inputs must be finite")

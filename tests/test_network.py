@@ -231,6 +231,18 @@ def test_non_finite_inputs_are_named():
         net.apply(params, x)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_huge_finite_inputs_pass_the_finite_check(dtype):
+    # The check screens with x·x first, which overflows here: the exact test must then let x through.
+    net = mg.mlp(4, [5], 3, dtype=dtype)
+    params = net.init(0)
+    x = np.full((3, 4), np.finfo(dtype).max / 4, dtype=dtype)
+    assert net.check_input(x)[0] is x
+    x[2, 3] = np.inf
+    with pytest.raises(ValueError, match="x contains inf at row 2, column 3"):
+        net.check_input(x)
+
+
 def test_params_must_have_the_networks_dtype():
     net = mg.mlp(4, [5], 3, dtype="float32")
     params64 = mg.mlp(4, [5], 3).init(0)

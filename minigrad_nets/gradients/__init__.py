@@ -1,4 +1,5 @@
 """Gradients of a network's loss by any of three independent paths, behind one call."""
+import functools
 from importlib import import_module
 
 # method name -> module defining value_and_grad(net, params, x, t, key=None)
@@ -21,10 +22,15 @@ def check_method(method):
     return method
 
 
+@functools.lru_cache(maxsize=None)
+def _module(method):
+    """The module implementing ``method``, imported on first use."""
+    return import_module(f"{__name__}.{METHODS[method]}")
+
+
 def value_and_grad(net, params, x, t, method="autograd", key=None):
     """``(loss, gradient pytree)`` of ``net.loss(params, x, t, key)`` by ``method`` (see ``METHODS``)."""
-    module = import_module(f"{__name__}.{METHODS[check_method(method)]}")
-    return module.value_and_grad(net, params, x, t, key)
+    return _module(check_method(method)).value_and_grad(net, params, x, t, key)
 
 
 def grad(net, params, x, t, method="autograd", key=None):

@@ -3,6 +3,7 @@ import numpy as np
 
 from ..checks import labels_or_targets
 from ..functions import _row_max
+from ..layers import ones_vector
 
 
 def softmax_cross_entropy(logits, t):
@@ -17,7 +18,7 @@ def softmax_cross_entropy(logits, t):
     # mean is assembled from halves so it overflows only when the exact mean is past the range.
     with np.errstate(over="ignore", invalid="ignore"):  # bad rows (NaN, +inf, all -inf) are caught below
         dlogits = np.exp(logits - m[:, None])  # our own buffer from here on: the updates below are in place
-        norm = dlogits @ np.ones(classes, dlogits.dtype)  # row sums, as one BLAS call
+        norm = dlogits @ ones_vector(classes, dlogits.dtype)  # row sums, as one BLAS call
         dlogits /= norm[:, None]
         if kind == "labels":
             half_gap = m / 2 - logits[rows, t] / 2
