@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad_nets as mg
+from minigrad_nets.gradients.backprop import softmax_cross_entropy
 from strategies import float_dtypes, logit_values, logits_and_labels, logits_and_targets, one_hot
 from strict_numerics import strict_numerics
 
@@ -157,6 +158,27 @@ def test_cross_entropy_within_bounds_per_example(case):
 @given(logits_and_targets())
 def test_cross_entropy_finite_when_representable(case):
     check_finite_when_representable(mg.cross_entropy, *case)
+
+
+def backprop_cross_entropy(z, t):
+    """The backprop path's loss (``gradients.backprop.softmax_cross_entropy``) for logits of any batch shape."""
+    classes = z.shape[-1]
+    t = np.asarray(t)
+    t = t.reshape(-1) if t.shape != z.shape else t.reshape(-1, classes)
+    return softmax_cross_entropy(z.reshape(-1, classes), t)[0]
+
+
+@given(logits_and_targets())
+def test_backprop_loss_has_the_same_properties(case):
+    """The hand-written loss (a fast sum, and the halves only when that overflows) keeps every guarantee."""
+    check_nonnegative(backprop_cross_entropy, *case)
+    check_within_bounds(backprop_cross_entropy, *case)
+    check_finite_when_representable(backprop_cross_entropy, *case)
+
+
+@given(logits_and_labels())
+def test_backprop_labels_and_one_hot_give_the_same_value(case):
+    check_labels_equal_one_hot(backprop_cross_entropy, *case)
 
 
 @given(logits_with_underflowing_target())

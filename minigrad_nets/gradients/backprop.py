@@ -1,7 +1,9 @@
 """The hand-written backprop path: each layer's backward rule, chained in reverse. Plain numpy, no autograd."""
+import math
+
 import numpy as np
 
-from ..checks import labels_or_targets
+from ..checks import labels_unless_soft
 from ..functions import _row_max
 from ..layers import ones_vector
 
@@ -11,24 +13,28 @@ def softmax_cross_entropy(logits, t):
     batch, classes = logits.shape
     if batch == 0:
         raise ValueError("cross_entropy over an empty batch is undefined")
-    kind, t = labels_or_targets(t, (batch,), classes)
+    kind, t = labels_unless_soft(t, (batch,), classes)  # one-hot rows take the labels' path: the same value
     rows = np.arange(batch)
     m = logits[rows, logits.argmax(axis=1)]  # the row maxima (NaN if any): 3x faster than max(axis=1) on short rows
-    # As functions.cross_entropy: z - m may pass the float range (exp -> 0, harmless), and the
-    # mean is assembled from halves so it overflows only when the exact mean is past the range.
     with np.errstate(over="ignore", invalid="ignore"):  # bad rows (NaN, +inf, all -inf) are caught below
-        dlogits = np.exp(logits - m[:, None])  # our own buffer from here on: the updates below are in place
+        dlogits = np.exp(logits - m[:, None])  # z - m may pass the float range: exp -> 0, harmless
         norm = dlogits @ ones_vector(classes, dlogits.dtype)  # row sums, as one BLAS call
-        dlogits /= norm[:, None]
+        dlogits /= norm[:, None]  # our own buffer from here on: the updates below are in place
+        log_norm = np.log(norm)
         if kind == "labels":
-            half_gap = m / 2 - logits[rows, t] / 2
+            label_logits = logits[rows, t]
+            loss = (log_norm + (m - label_logits)).sum() / batch
+            if not math.isfinite(loss):
+                # The gap m - z_y or the sum passed the float range. As functions.cross_entropy, assemble
+                # the mean from halves: it overflows only when the exact mean is past the range.
+                loss = 2 * ((log_norm / 2 + (m / 2 - label_logits / 2)) / batch).sum()
             dlogits[rows, t] -= 1
         else:
             t = t.astype(logits.dtype, copy=False)
             half_gap = (t * np.where(t > 0, m[:, None] / 2 - logits / 2, 0)).sum(axis=1)
+            loss = 2 * ((log_norm / 2 + half_gap) / batch).sum()
             dlogits -= t
-        loss = 2 * ((np.log(norm) / 2 + half_gap) / batch).sum()
-    if not np.isfinite(loss):
+    if not math.isfinite(loss):
         _row_max(logits, -1)  # a clear ValueError for NaN, +inf or all -inf rows; otherwise +inf is the honest value
     dlogits /= np.asarray(batch, dtype=dlogits.dtype)
     return loss, dlogits
