@@ -6,7 +6,11 @@ Implementations, timed interleaved in one process so machine noise hits them ali
   SoftmaxWithLoss objects with forward / backward, the weight-decay terms computed
   even at λ = 0 as the book does, and SGD ``params[key] -= lr * grads[key]``);
 - ``backprop``, ``autograd``, ``autograd-fused``: ``mg.value_and_grad`` by that
-  method, then the same in-place SGD update on every leaf.
+  method, then the same in-place SGD update on every leaf;
+- ``numpy-bound``: the leanest step plain numpy allows (written out below): no
+  checks, preallocated buffers, the learning rate folded into the backward pass.
+  Not a usable implementation: a bound on how close to the floor any numpy
+  step can come, to judge the library's figures by.
 
 Also measured: the matrix-product floor (the step's 14 matrix products alone,
 back to back, into preallocated outputs) and from it this machine's matmul
@@ -56,7 +60,7 @@ import minigrad_nets as mg  # noqa: E402
 SIZES = (784, 100, 100, 100, 100, 10)
 BATCH = 128
 LR = 0.01
-IMPLEMENTATIONS = ("book", "backprop", "autograd", "autograd-fused")
+IMPLEMENTATIONS = ("book", "numpy-bound", "backprop", "autograd", "autograd-fused")
 MNIST_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist" / "train-images-idx3-ubyte.gz"
 
 
@@ -197,6 +201,73 @@ def book_step(state, x, t):
     optimizer.update(network.params, grads)
 
 
+# ---------------------------------------------------------------- the leanest numpy step (a bound)
+
+
+class NumpyBound:
+    """The leanest value-and-update step numpy allows for this MLP: labels only, no checks, no allocations.
+
+    Every buffer is preallocated and written with ``out=``; bias and ReLU are applied
+    in place; the learning rate is folded into the output gradient ((softmax -
+    onehot) * lr/B), so every weight gradient comes out already scaled and the
+    update is one pass ``p -= g`` per leaf. The 14 matrix products are the floor's.
+    """
+
+    def __init__(self, params, batch=BATCH):
+        self.W = [layer["W"] for layer in params]  # updated in place, as the other implementations do
+        self.b = [layer["b"] for layer in params]
+        dtype = self.W[0].dtype
+        widths = [w.shape[1] for w in self.W]
+        self.z = [np.empty((batch, n), dtype) for n in widths]  # each layer's output (after its ReLU)
+        self.dx = [np.empty((batch, w.shape[0]), dtype) for w in self.W]
+        self.mask = [np.empty((batch, n), bool) for n in widths]
+        self.gW = [np.empty_like(w) for w in self.W]
+        self.gb = [np.empty_like(b) for b in self.b]
+        self.zeros = [np.zeros(n, dtype) for n in widths]
+        self.ones_batch, self.ones_classes = np.ones(batch, dtype), np.ones(widths[-1], dtype)
+        self.rows = np.arange(batch)
+        self.scale = np.asarray(LR / batch, dtype)
+
+    def step(self, x, t):
+        """Forward, loss, backward and SGD update; returns the loss."""
+        last = len(self.W) - 1
+        h = x
+        for i, (W, b, z) in enumerate(zip(self.W, self.b, self.z)):
+            np.matmul(h, W, out=z)
+            z += b
+            if i < last:
+                np.maximum(z, self.zeros[i], out=z)
+            h = z
+        logits, rows = h, self.rows
+        m = logits[rows, logits.argmax(axis=1)]
+        label_logits = logits[rows, t]
+        logits -= m[:, None]
+        np.exp(logits, out=logits)  # the logits buffer becomes the output gradient from here on
+        norm = logits @ self.ones_classes
+        loss = float(np.log(norm).sum() + (m - label_logits).sum()) / len(t)
+        logits /= norm[:, None]
+        logits[rows, t] -= 1
+        logits *= self.scale
+        d = logits
+        for i in range(last, -1, -1):
+            h_in = self.z[i - 1] if i else x
+            np.matmul(h_in.T, d, out=self.gW[i])
+            np.matmul(self.ones_batch, d, out=self.gb[i])
+            if i:
+                np.matmul(d, self.W[i].T, out=self.dx[i])
+                np.greater(h_in, 0, out=self.mask[i - 1])
+                np.multiply(self.dx[i], self.mask[i - 1], out=self.dx[i])
+            self.W[i] -= self.gW[i]
+            self.b[i] -= self.gb[i]
+            d = self.dx[i]
+        return loss
+
+
+def bound_step(bound, x, t):
+    """One step of the numpy bound."""
+    bound.step(x, t)
+
+
 # ---------------------------------------------------------------- this library
 
 
@@ -223,6 +294,8 @@ def make_state(impl, dtype):
         for i, layer in enumerate(params, start=1):
             book_params[f"W{i}"], book_params[f"b{i}"] = layer["W"], layer["b"]
         return (BookMultiLayerNet(book_params), BookSGD(LR)), book_step
+    if impl == "numpy-bound":
+        return NumpyBound(params), bound_step
     return (net, params), library_step(impl)
 
 
@@ -231,6 +304,8 @@ def final_params(impl, state):
     if impl == "book":
         p = state[0].params
         return [a for i in range(1, len(p) // 2 + 1) for a in (p[f"W{i}"], p[f"b{i}"])]
+    if impl == "numpy-bound":
+        return [a for W, b in zip(state.W, state.b) for a in (W, b)]
     return [a for layer in state[1] for a in (layer["W"], layer["b"])]
 
 
