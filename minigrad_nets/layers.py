@@ -23,13 +23,15 @@ from . import functions, initializers
 
 
 class Layer(NamedTuple):
-    """One layer: a name, whether it has params, and its init / apply / forward / backward functions."""
+    """One layer: a name, whether it has params, its init / apply / forward / backward functions,
+    and for a composite (``serial``) the layers inside it."""
     name: str
     has_params: bool
     init: Callable
     apply: Callable
     forward: Callable
     backward: Callable
+    layers: tuple = ()
 
     def __repr__(self):
         return self.name
@@ -229,4 +231,4 @@ def serial(*layers):
         return grads[::-1], (dy if need_dx else None)
 
     name = "serial(" + ", ".join(layer.name for layer in layers) + ")"
-    return Layer(name, any(l.has_params for l in layers), init_fun, apply, forward, backward)
+    return Layer(name, any(l.has_params for l in layers), init_fun, apply, forward, backward, layers)

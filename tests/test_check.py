@@ -267,6 +267,19 @@ def test_relu_pre_activations_on_the_kink_are_warned_about():
     assert quiet.warnings == ()
 
 
+def test_kinks_inside_a_nested_serial_are_warned_about():
+    # The first block is serial(Dense, Relu): its ReLU sees the zero row's pre-activations at exactly 0.
+    net = mg.Network((mg.serial(mg.Dense(3), mg.Relu), mg.Dense(3), mg.Relu, mg.Dense(2)), input_size=4, output_size=2)
+    params = net.init(0)
+    x = np.vstack([np.zeros(4), np.random.default_rng(0).random((3, 4))])
+    t = np.array([0, 1, 0, 1])
+    report = mg.check_gradients(net, params, x, t, methods=("autograd", "numerical"))
+    assert any(w.startswith("layer 0.1 (Relu): 3 of 12") for w in report.warnings), report.warnings
+    assert report.kink_params[:1] == (0,)
+    quiet_params = [off_kinks(params[0]), *off_kinks(params[1:], seed=1)]
+    assert mg.check_gradients(net, quiet_params, x, t, methods=("autograd", "numerical")).warnings == ()
+
+
 def test_bad_arguments_give_clear_errors():
     net, params, x, t = small_problem()
     with pytest.raises(ValueError, match="unknown gradient method"):

@@ -245,23 +245,39 @@ def _structure_problem(method, result, params, mode, samples):
     return None
 
 
+def _leaf_layers(layers, params, key, prefix=(), top_index=None):
+    """``(position, layer, params, key, top-level params index)`` for each non-composite layer, in order.
+
+    ``position`` is a tuple of indices into nested ``serial`` layers; the params
+    index is that of the top-level entry holding the layer's params (None before any).
+    """
+    entries, count = iter(params if params is not None else ()), 0
+    for i, layer in enumerate(layers):
+        p, index = None, top_index
+        if layer.has_params:
+            p = next(entries)
+            index = count if not prefix else top_index
+            count += 1
+        if layer.layers:
+            yield from _leaf_layers(layer.layers, p, L.layer_rng(key, i), prefix + (i,), index)
+        else:
+            yield prefix + (i,), layer, p, L.layer_rng(key, i), index
+
+
 def kink_warnings(net, params, x, key=None):
     """``(warnings, param indices)`` for ReLU layers with pre-activations within a step of the kink at 0.
 
     The radius for a ReLU fed by a Dense layer with input ``a`` and weights W is
     ``h * max(1, max|a|)`` with ``h = eps**(1/3) * max(1, max|W|)``: about the
-    most one step of one weight moves that pre-activation.
+    most one step of one weight moves that pre-activation. ReLUs inside nested
+    ``serial`` layers count too; they spoil the top-level params entries up to
+    the one holding the Dense layer that feeds them.
     """
-    warnings, spoiled, a, p_index, feeding = [], set(), x, 0, None
-    for i, layer in enumerate(net.layers):
-        p = None
-        if layer.has_params:
-            p = params[p_index]
-            p_index += 1
-            if isinstance(p, dict) and "W" in p:
-                w_scale = max(1.0, float(np.max(np.abs(p["W"]), initial=0.0)))
-                feeding = (numerical.STEP_SCALE * w_scale * max(1.0, float(np.max(np.abs(a), initial=0.0))),
-                           p_index - 1)
+    warnings, spoiled, a, feeding = [], set(), x, None
+    for position, layer, p, layer_key, index in _leaf_layers(net.layers, params, key):
+        if isinstance(p, dict) and "W" in p:
+            w_scale = max(1.0, float(np.max(np.abs(p["W"]), initial=0.0)))
+            feeding = (numerical.STEP_SCALE * w_scale * max(1.0, float(np.max(np.abs(a), initial=0.0))), index)
         if layer is L.Relu and feeding is not None:
             radius, last_param = feeding
             near = int(np.sum(np.abs(a) < radius))
@@ -269,10 +285,11 @@ def kink_warnings(net, params, x, key=None):
                 spoiled.update(range(last_param + 1))
                 leaves = f"params[0]..params[{last_param}]" if last_param else "params[0]"
                 warnings.append(
-                    f"layer {i} ({layer.name}): {near} of {np.size(a)} pre-activations lie within {radius:.1e} "
-                    f"of the kink at 0; a central difference straddling the kink is not the derivative there, "
-                    f"so numerical disagreement in {leaves} may come from this rather than from a wrong rule")
-        a = np.asarray(layer.apply(p, a, L.layer_rng(key, i)))
+                    f"layer {'.'.join(map(str, position))} ({layer.name}): {near} of {np.size(a)} pre-activations "
+                    f"lie within {radius:.1e} of the kink at 0; a central difference straddling the kink is not "
+                    f"the derivative there, so numerical disagreement in {leaves} may come from this rather than "
+                    f"from a wrong rule")
+        a = np.asarray(layer.apply(p, a, layer_key))
     return warnings, tuple(sorted(spoiled))
 
 
