@@ -178,6 +178,23 @@ def test_vectorised_network_path_agrees_with_the_plain_loop_and_autograd(arch):
         np.testing.assert_array_equal(a, b)
 
 
+def test_keyword_arguments_reach_f():
+    # The dropout key as a keyword: the same gradient as positionally, on the vectorised and the loop paths.
+    net = mg.mlp(6, [5], 3, dropout=0.3)
+    params = off_kinks(net.init(0))
+    x, t = batch(np.random.default_rng(0), 8, 6, 3)
+    positional = mg.numerical_grad(net.loss, params, x, t, 7)
+    for vectorize in (True, False):
+        by_keyword = mg.numerical_grad(net.loss, params, x, t, key=7, vectorize=vectorize)
+        assert max_leaf_norm_rel(by_keyword, positional) < 1e-7
+    assert max_leaf_norm_rel(mg.numerical_grad(net.loss, params, x, t, key=8), positional) > 1e-3  # the key mattered
+    # Any function's keyword arguments, in every mode.
+    scaled = lambda p, scale=1.0: scale * np.sum(p["w"] ** 2)
+    w = {"w": np.array([1.0, -2.0, 3.0])}
+    for mode in ("full", "sampled"):
+        np.testing.assert_allclose(mg.numerical_grad(scaled, w, scale=3.0, mode=mode)["w"], 6 * w["w"], rtol=1e-8)
+
+
 def test_network_path_is_bit_for_bit_deterministic_and_pure():
     net = mg.mlp(6, [5, 4], 3, weight_decay=0.01, dropout=0.2)
     params = net.init(0)

@@ -23,6 +23,7 @@ For a network's loss (``numerical_grad(net.loss, params, x, t[, key])`` or
 ``value_and_grad``) the full mode is vectorised: see ``network_full_grad``.
 """
 import dataclasses
+import functools
 import numbers
 
 import numpy as np
@@ -147,8 +148,8 @@ def _scalar(value, what):
 
 
 def numerical_grad(f, params, *args, mode="full", seed=0, samples=DEFAULT_SAMPLES,
-                   vectorize=True, max_bytes=DEFAULT_MAX_BYTES):
-    """Central-difference gradient of scalar ``f(params, *args)`` in float64: pytree -> pytree (see module doc for modes).
+                   vectorize=True, max_bytes=DEFAULT_MAX_BYTES, **kwargs):
+    """Central-difference gradient of scalar ``f(params, *args, **kwargs)`` in float64: pytree -> pytree (modes: module doc).
 
     ``f`` must be pure: it is called on float64 copies of params, never on the
     caller's arrays. When ``f`` is a network's ``loss`` (``net.loss``), the full
@@ -161,8 +162,10 @@ def numerical_grad(f, params, *args, mode="full", seed=0, samples=DEFAULT_SAMPLE
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
     net = _network_of(f)
-    if mode == "full" and vectorize and net is not None and 2 <= len(args) <= 3:
-        return network_full_grad(net, params, *args, max_bytes=max_bytes)
+    if mode == "full" and vectorize and net is not None and set(kwargs) <= {"key"} and 2 <= len(args) + len(kwargs) <= 3:
+        return network_full_grad(net, params, *args, **kwargs, max_bytes=max_bytes)
+    if kwargs:
+        f = functools.partial(f, **kwargs)
     leaves = _float64_leaves(params)
     paths = [path for path, _ in tree_leaves_with_paths(params)]
     if mode == "full":
