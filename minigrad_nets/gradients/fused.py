@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 from autograd.core import make_vjp
-from autograd.extend import SparseObject, VSpace, defvjp, defvjp_argnums, primitive
+from autograd.extend import VSpace, defvjp, defvjp_argnums, primitive
 
 from ..layers import layer_rng
 from ..tree import tree_leaves, tree_leaves_with_keys, tree_unflatten
@@ -69,12 +69,17 @@ class _Plan:
             entries.append((position, layer, slot))
         self.segments.append(entries)
         self.leaf_count = start
+        # The common layout, every layer's params one flat dict: (layer, key) per leaf, for a fast flatten.
+        flat = all(slot.keys is not None for slot in self.slots)
+        self.leaf_keys = [(i, k) for i, slot in enumerate(self.slots) for k in slot.keys] if flat else None
         # Positions of the network's weight matrices in the flat tuple (which is in tree_leaves order).
         decayed = set(net.weight_keys)
         self.weights = [i for i, (keys, _) in enumerate(tree_leaves_with_keys(params)) if keys in decayed]
 
     def leaves(self, params):
         """The flat leaf tuple of ``params``."""
+        if self.leaf_keys is not None:
+            return tuple([params[i][k] for i, k in self.leaf_keys])
         return tuple(leaf for slot, p in zip(self.slots, params) for leaf in slot.flatten(p))
 
     def unflatten(self, leaves):
@@ -95,32 +100,54 @@ def _plan(net, params):
 # ---------------------------------------------------------------- the leaf tuple and its gradient
 
 
-class _LeafGradientSpace(VSpace):
-    """Gradients of the flat leaf tuple, gathered into a list that starts empty (``None`` per leaf).
+class _LeafGrads:
+    """A gradient for some leaves of the flat leaf tuple: ``[(first leaf index, [gradient per leaf]), ...]``.
 
     autograd would start from zero arrays for every leaf and add each layer's
     gradient into them: a pass over every parameter for nothing, since a leaf
-    gets its gradient from one layer (and λW from the weight penalty).
+    gets its gradient from one layer (and λW from the weight penalty). Here each
+    contribution is kept as it comes and summed once, by ``_flat``'s VJP.
     """
-    __slots__ = ("count",)
+    __slots__ = ("parts",)
 
-    def __init__(self, count):
-        self.count = count
+    def __init__(self, parts):
+        self.parts = parts
 
-    def zeros(self):
-        return [None] * self.count
-
-
-def _leaf_gradients(space, parts):
-    """A sparse gradient for the leaf tuple from ``[(first leaf index, [gradient per leaf]), ...]``."""
-
-    def add_into(total):
-        for start, grads in parts:
+    def per_leaf(self, count):
+        """The gradient of each of ``count`` leaves (None for a leaf nothing reached), contributions summed."""
+        total = [None] * count
+        for start, grads in self.parts:
             for k, g in enumerate(grads, start):
                 total[k] = g if total[k] is None else total[k] + g
         return total
 
-    return SparseObject(space, add_into)
+
+class _LeafGradientSpace(VSpace):
+    """autograd's vector space for ``_LeafGrads``: adding two is joining their lists of contributions.
+
+    ``add`` and ``mut_add`` are plain methods here, not autograd primitives (as
+    VSpace's are, to be differentiable again): this path computes first
+    derivatives only, and a primitive call per layer would cost more than the join.
+    """
+    __slots__ = ()
+
+    def __init__(self, value):
+        pass
+
+    def zeros(self):
+        return _LeafGrads([])
+
+    def add(self, x_prev, x_new):
+        return _LeafGrads(x_prev.parts + x_new.parts)
+
+    def mut_add(self, x_prev, x_new):
+        if x_prev is None:
+            return _LeafGrads(list(x_new.parts))
+        x_prev.parts.extend(x_new.parts)
+        return x_prev
+
+
+_LeafGradientSpace.register(_LeafGrads)
 
 
 @primitive
@@ -131,7 +158,8 @@ def _flat(params, plan):
 
 def _flat_vjp(ans, params, plan):
     def vjp(grads):  # a leaf no operation used (none in a network) gets a zero gradient
-        return plan.unflatten([np.zeros_like(leaf) if g is None else g for g, leaf in zip(grads, ans)])
+        per_leaf = grads.per_leaf(len(ans))
+        return plan.unflatten([np.zeros_like(leaf) if g is None else g for g, leaf in zip(per_leaf, ans)])
 
     return vjp
 
@@ -147,7 +175,7 @@ def _segment(h, leaves, entries, key, tape):
     caches = []
     for position, layer, slot in entries:
         p = None if slot is None else slot.build(leaves)
-        h, cache = layer.forward(p, h, layer_rng(key, position))
+        h, cache = layer.forward(p, h, None if key is None else layer_rng(key, position))
         caches.append((p, cache))
     tape[id(entries)] = caches
     return h
@@ -166,7 +194,7 @@ def _segment_vjp(argnums, ans, args, kwargs):
             dp, dy = entries[i][1].backward(p, cache, dy, i > 0 or 0 in argnums)
             if slot is not None:
                 parts.append((slot.where.start, slot.flatten(dp)))
-        return tuple(dy if argnum == 0 else _leaf_gradients(tape["space"], parts) for argnum in argnums)
+        return tuple(dy if argnum == 0 else _LeafGrads(parts) for argnum in argnums)
 
     return vjp
 
@@ -191,8 +219,7 @@ def _weight_penalty(leaves, net, plan):
 
 
 def _weight_penalty_vjp(ans, leaves, net, plan):
-    space = _LeafGradientSpace(plan.leaf_count)
-    return lambda g: _leaf_gradients(space, [(k, [g * net.weight_decay * leaves[k]]) for k in plan.weights])
+    return lambda g: _LeafGrads([(k, [g * net.weight_decay * leaves[k]]) for k in plan.weights])
 
 
 defvjp(_weight_penalty, _weight_penalty_vjp)
@@ -206,8 +233,7 @@ def value_and_grad(net, params, x, t, key=None):
     plan = _plan(net, params)
 
     def loss(traced_params):
-        # This call's scratch: the leaf-gradient space, forward caches and dlogits for the VJPs.
-        tape = {"space": _LeafGradientSpace(plan.leaf_count)}
+        tape = {}  # this call's scratch: forward caches and dlogits for the VJPs
         leaves = _flat(traced_params, plan)
         h = x
         for entries in plan.segments:
