@@ -214,7 +214,7 @@ def serial(*layers):
     def forward(params, x, key=None):
         caches = []
         for i, (layer, p) in enumerate(split(params)):
-            x, cache = layer.forward(p, x, None if key is None else layer_rng(key, i))
+            x, cache = layer.forward(p, x, layer_rng(key, i))
             caches.append(cache)
         return x, caches
 

@@ -71,17 +71,12 @@ class _Plan:
             entries.append((position, layer, slot))
         self.segments.append(entries)
         self.leaf_count = start
-        # The common layout, every layer's params one flat dict: (layer, key) per leaf, for a fast flatten.
-        flat = all(slot.keys is not None for slot in self.slots)
-        self.leaf_keys = [(i, k) for i, slot in enumerate(self.slots) for k in slot.keys] if flat else None
         # Positions of the network's weight matrices in the flat tuple (which is in tree_leaves order).
         decayed = set(net.weight_keys)
         self.weights = [i for i, (keys, _) in enumerate(tree_leaves_with_keys(params)) if keys in decayed]
 
     def leaves(self, params):
         """The flat leaf tuple of ``params``."""
-        if self.leaf_keys is not None:
-            return tuple([params[i][k] for i, k in self.leaf_keys])
         return tuple(leaf for slot, p in zip(self.slots, params) for leaf in slot.flatten(p))
 
     def unflatten(self, leaves):
@@ -178,7 +173,7 @@ def _segment(h, leaves, entries, key, tape, t):
     caches = []
     for position, layer, slot in entries:
         p = None if slot is None else slot.build(leaves)
-        h, cache = layer.forward(p, h, None if key is None else layer_rng(key, position))
+        h, cache = layer.forward(p, h, layer_rng(key, position))
         caches.append((p, cache))
     tape[id(entries)] = caches
     if t is None:
