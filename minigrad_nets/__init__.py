@@ -5,7 +5,7 @@ from .functions import (cross_entropy, log_softmax, logsumexp, mean_squared_erro
 from .gradients import grad, value_and_grad
 from .gradients.check import GradientCheckError, GradientReport, check_gradients
 from .gradients.numerical import numerical_grad
-from .layers import Dense, Dropout, Flatten, Layer, Relu, Sigmoid, Tanh, serial
+from .layers import BatchNorm, Dense, Dropout, Elementwise, Flatten, Layer, Relu, Sigmoid, Tanh, elementwise, serial
 from .network import Network, mlp
 from . import datasets, optimizers
 from .optimizers import Optimizer, adagrad, adam, momentum, nesterov, rmsprop, sgd

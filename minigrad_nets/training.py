@@ -26,15 +26,17 @@ from .checks import labels_or_targets
 from .gradients import TRAINING_METHOD, check_method, value_and_grad
 from .tree import check_same_shapes, tree_leaves_with_paths, tree_unflatten
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: network state saved, network described by its input shape
 EVAL_CHUNK = 10000  # rows per forward pass when measuring accuracy
 
 
 class FitResult(NamedTuple):
-    """What ``fit`` returns: the trained params, the optimizer state, and the history dict of arrays."""
+    """What ``fit`` returns: the trained params, the optimizer state, the history dict of arrays, and the
+    network's state after training (BatchNorm's running statistics; [] for a network without state)."""
     params: list
     opt_state: object
     history: dict
+    state: list
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -65,17 +67,23 @@ def _history_arrays(history):
 
 
 def _as_dataset(data, net, name):
-    """``(x (N, input_size) in net.dtype, t)`` from a pair, with clear errors."""
+    """``(x (N, *input_shape) in net.dtype, t)`` from a pair, with clear errors.
+
+    A network over flat inputs also takes images, flattened (``load_mnist(flatten=False)`` data).
+    """
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError(f"{name} must be a pair (x, t) of arrays, got {type(data).__name__}")
     x, t = np.asarray(data[0]), np.asarray(data[1])
     if x.dtype.kind not in "iuf":
         raise TypeError(f"{name} x must be a numeric array, got dtype {x.dtype}")
+    shape = ", ".join(map(str, net.input_shape))
     if x.ndim < 2:
-        raise ValueError(f"{name} x must have a batch axis: shape (N, {net.input_size}), got {x.shape}")
-    x = x.reshape(len(x), -1)
-    if x.shape[1] != net.input_size:
-        raise ValueError(f"{name} x has {x.shape[1]} features per example; the network expects {net.input_size}")
+        raise ValueError(f"{name} x must have a batch axis: shape (N, {shape}), got {x.shape}")
+    if len(net.input_shape) == 1 and x.ndim > 2 and np.prod(x.shape[1:]) == net.input_size:
+        x = x.reshape(len(x), -1)
+    if x.shape[1:] != net.input_shape:
+        raise ValueError(f"{name} x has examples of shape {x.shape[1:]}; the network expects {net.input_shape} "
+                         f"(x of shape (N, {shape}))")
     if len(x) == 0:
         raise ValueError(f"{name} is empty")
     labels_or_targets(t, (len(x),), net.output_size, f"{name} t")
@@ -88,18 +96,13 @@ def _positive_int(value, name):
     return int(value)
 
 
-def _has_dropout(net):
-    """Whether any layer, also one nested in a serial (whose name lists its sublayers), is a Dropout."""
-    return any("Dropout(" in layer.name for layer in net.layers)
-
-
-RESUME_MUST_MATCH = ("seed", "batch_size", "n_train", "data_crc32", "network", "optimizer",
+RESUME_MUST_MATCH = ("format", "seed", "batch_size", "n_train", "data_crc32", "network", "optimizer",
                      "optimizer_hyperparams", "method")
 
 
 def describe_network(net):
-    """What fixes a Network's function, as JSON-able data: sizes, layer names, weight decay, dtype."""
-    return {"input_size": net.input_size, "output_size": net.output_size,
+    """What fixes a Network's function, as JSON-able data: shapes, layer names, weight decay, dtype."""
+    return {"input_shape": list(net.input_shape), "output_size": net.output_size,
             "layers": [layer.name for layer in net.layers], "weight_decay": float(net.weight_decay),
             "dtype": str(net.dtype)}
 
@@ -114,13 +117,14 @@ def dropout_key(seed, iteration):
     return (seed, 1, iteration)
 
 
-def _accuracy(net, params, x, t, limit):
+def _accuracy(net, params, state, x, t, limit):
+    """Accuracy in inference mode (with the running statistics in ``state``) on the first ``limit`` examples."""
     if limit is not None:
         x, t = x[:limit], t[:limit]
     correct = 0.0
     for start in range(0, len(x), EVAL_CHUNK):
         rows = slice(start, start + EVAL_CHUNK)
-        correct += net.accuracy(params, x[rows], t[rows]) * len(x[rows])
+        correct += net.accuracy(params, x[rows], t[rows], state=state) * len(x[rows])
     return correct / len(x)
 
 
@@ -133,18 +137,19 @@ def _fingerprint(x, t):
     return zlib.crc32(np.ascontiguousarray(t).view(np.uint8).reshape(-1), crc)
 
 
-def save_checkpoint(path, params, opt_state, history, meta):
-    """Write params, optimizer state, history and ``meta`` (a JSON-able dict) to ``path`` (.npz), atomically."""
+def save_checkpoint(path, params, opt_state, history, meta, state=()):
+    """Write params, optimizer and network state, history and ``meta`` (JSON-able) to ``path`` (.npz), atomically."""
     arrays = {"meta": np.array(json.dumps(meta))}
     arrays.update({f"params{p}": np.asarray(v) for p, v in tree_leaves_with_paths(params)})
+    arrays.update({f"state{p}": np.asarray(v) for p, v in tree_leaves_with_paths(list(state))})
     arrays.update({f"opt_state{p}": np.asarray(v) for p, v in tree_leaves_with_paths(opt_state)})
     arrays.update({f"history/{k}": v for k, v in _history_arrays(history).items()})
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
 
 
-def load_checkpoint(path, params_like, opt_state_like):
-    """``(params, opt_state, history lists, meta)`` from a checkpoint, shaped like the given trees; no pickle."""
+def load_checkpoint(path, params_like, opt_state_like, state_like=()):
+    """``(params, opt_state, history lists, meta, state)`` from a checkpoint, shaped like the given trees; no pickle."""
     try:
         with np.load(path, allow_pickle=False) as f:
             if not hasattr(f, "files"):
@@ -181,17 +186,21 @@ def load_checkpoint(path, params_like, opt_state_like):
 
     params = rebuild("params", params_like)
     opt_state = rebuild("opt_state", opt_state_like)
+    state = rebuild("state", list(state_like))
     history = {k: arrays[f"history/{k}"].tolist() for k in HISTORY_KEYS}
-    return params, opt_state, history, meta
+    return params, opt_state, history, meta, state
 
 
 # ---------------------------------------------------------------- fit
 
 
-def fit(net, params, optimizer, train_data, *, test_data=None, epochs=None, iterations=None, batch_size=100,
-        seed=0, method=TRAINING_METHOD, eval_every=None, eval_samples=None, progress=True, checkpoint=None,
-        checkpoint_every=None, resume=False, log=None):
-    """Train ``params`` of ``net`` on ``train_data = (x, t)``; returns ``FitResult(params, opt_state, history)``.
+def fit(net, params, optimizer, train_data, *, state=None, test_data=None, epochs=None, iterations=None,
+        batch_size=100, seed=0, method=TRAINING_METHOD, eval_every=None, eval_samples=None, progress=True,
+        checkpoint=None, checkpoint_every=None, resume=False, log=None):
+    """Train ``params`` of ``net`` on ``train_data = (x, t)``; returns ``FitResult(params, opt_state, history, state)``.
+
+    Steps run in training mode; ``state`` (default ``net.init_state()``) is
+    threaded through them and accuracies are measured in inference mode with it.
 
     Exactly one of ``epochs`` / ``iterations`` (totals). history: 'loss' (one float64 per iteration),
     and per evaluation 'eval_iteration', 'epoch' (float, iterations / iterations-per-epoch), 'train_acc',
@@ -203,6 +212,8 @@ def fit(net, params, optimizer, train_data, *, test_data=None, epochs=None, iter
     ``NonFiniteLossError`` (a ``FloatingPointError``) naming the iteration.
     """
     net.check_params(params)
+    state = net.init_state() if state is None else state
+    net.check_state(state)
     if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
         raise TypeError(f"optimizer must be an Optimizer with init and update, got {type(optimizer).__name__}")
     x, t = _as_dataset(train_data, net, "train_data")
@@ -239,7 +250,7 @@ def fit(net, params, optimizer, train_data, *, test_data=None, epochs=None, iter
     history = _empty_history()
     iteration = 0
     if resume and os.path.exists(checkpoint):
-        params, opt_state, history, saved = load_checkpoint(checkpoint, params, opt_state)
+        params, opt_state, history, saved, state = load_checkpoint(checkpoint, params, opt_state, state)
         for key in RESUME_MUST_MATCH:
             if saved.get(key) != json.loads(json.dumps(meta[key])):  # compared as stored: tuples become lists
                 raise ValueError(f"cannot resume from {checkpoint}: it was made with {key}={saved.get(key)!r}, "
@@ -260,8 +271,8 @@ def fit(net, params, optimizer, train_data, *, test_data=None, epochs=None, iter
 
     def evaluate():
         record = {"iteration": iteration, "epoch": iteration / per_epoch,
-                  "train_acc": _accuracy(net, params, x, t, eval_samples),
-                  "test_acc": _accuracy(net, params, *test, eval_samples) if test else None}
+                  "train_acc": _accuracy(net, params, state, x, t, eval_samples),
+                  "test_acc": _accuracy(net, params, state, *test, eval_samples) if test else None}
         since = history["eval_iteration"][-1] if history["eval_iteration"] else 0
         recent = history["loss"][since:iteration]
         record["loss"] = float(np.mean(recent)) if recent else float("nan")
@@ -274,9 +285,9 @@ def fit(net, params, optimizer, train_data, *, test_data=None, epochs=None, iter
             log(record)
 
     def save():
-        save_checkpoint(checkpoint, params, opt_state, history, {**meta, "iteration": iteration})
+        save_checkpoint(checkpoint, params, opt_state, history, {**meta, "iteration": iteration}, state)
 
-    key_for = (lambda i: dropout_key(seed, i)) if _has_dropout(net) else (lambda i: None)
+    key_for = (lambda i: dropout_key(seed, i)) if net.model.random else (lambda i: None)
     bar = _progress_bar(total, iteration) if progress else None
     order, order_epoch = None, None
     # overflow shows up as NonFiniteLossError naming the iteration, not as numpy warnings before it
@@ -290,10 +301,11 @@ def fit(net, params, optimizer, train_data, *, test_data=None, epochs=None, iter
                     order, order_epoch = epoch_order(seed, epoch, n), epoch
                 rows = order[position * batch_size:(position + 1) * batch_size]
                 try:
-                    loss, grads = value_and_grad(net, params, x[rows], t[rows], method=method,
-                                                 key=key_for(iteration))
+                    loss, grads, state = value_and_grad(net, params, x[rows], t[rows], method=method,
+                                                        key=key_for(iteration), state=state, train=True,
+                                                        return_state=True)
                 except ValueError as err:  # e.g. "logits contain NaN": say when, and why, if training blew up
-                    cause = _blow_up(net, params, x[rows])
+                    cause = _blow_up(net, params, state, x[rows])
                     if cause is None:
                         raise
                     raise NonFiniteLossError(
@@ -320,16 +332,16 @@ def fit(net, params, optimizer, train_data, *, test_data=None, epochs=None, iter
                 bar.close()
     if checkpoint is not None:
         save()
-    return FitResult(params, opt_state, _history_arrays(history))
+    return FitResult(params, opt_state, _history_arrays(history), state)
 
 
-def _blow_up(net, params, x):
+def _blow_up(net, params, state, x):
     """What went non-finite (a params leaf, or the logits), or None when everything is finite."""
     for path, leaf in tree_leaves_with_paths(params):
         if not np.all(np.isfinite(leaf)):
             return f"params{path} holds NaN or inf"
     with np.errstate(all="ignore"):
-        if not np.all(np.isfinite(net.apply(params, x))):
+        if not np.all(np.isfinite(net.apply(params, x, state=state))):
             return "the logits overflowed"
     return None
 

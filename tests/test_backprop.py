@@ -19,8 +19,8 @@ ARCHS = [([5], "relu", 0.0, 0.0), ([6, 4], "sigmoid", 0.1, 0.0), ([4, 5, 3], "ta
 def test_backprop_agrees_with_autograd_to_1e_12_per_leaf(hidden, activation, decay, dropout):
     net, params, x, t = problem(hidden, activation, decay, dropout, seed=len(hidden))
     key = 5 if dropout else None
-    loss_a, auto = mg.value_and_grad(net, params, x, t, key=key)
-    loss_b, back = mg.value_and_grad(net, params, x, t, method="backprop", key=key)
+    loss_a, auto = mg.value_and_grad(net, params, x, t, key=key, train=key is not None)
+    loss_b, back = mg.value_and_grad(net, params, x, t, method="backprop", key=key, train=key is not None)
     assert abs(loss_a - loss_b) <= 1e-13 * abs(loss_a)
     for (path, a), b in zip(tree_leaves_with_paths(auto), tree_leaves(back)):
         assert norm_rel(a, b) <= 1e-12, path
@@ -40,7 +40,7 @@ def test_backprop_never_mutates_its_inputs():
     net, params, x, t = problem([6, 5], "relu", 0.1, 0.3)
     before = [a.copy() for a in tree_leaves(params)] + [x.copy(), t.copy()]
     for _ in range(2):
-        mg.grad(net, params, x, t, method="backprop", key=1)
+        mg.grad(net, params, x, t, method="backprop", key=1, train=True)
     for a, b in zip(tree_leaves(params) + [x, t], before):
         assert a.tobytes() == b.tobytes()
 
@@ -71,13 +71,13 @@ def test_weight_decay_adds_lambda_w_to_weights_only():
 
 def test_dropout_backward_uses_the_forward_mask():
     net, params, x, t = problem([6, 6], "relu", dropout=0.5)
-    with_mask = mg.grad(net, params, x, t, method="backprop", key=9)
-    for a, b in zip(tree_leaves(mg.grad(net, params, x, t, key=9)), tree_leaves(with_mask)):
+    with_mask = mg.grad(net, params, x, t, method="backprop", key=9, train=True)
+    for a, b in zip(tree_leaves(mg.grad(net, params, x, t, key=9, train=True)), tree_leaves(with_mask)):
         assert norm_rel(a, b) <= 1e-12
     no_mask = mg.grad(net, params, x, t, method="backprop")
     assert not np.allclose(with_mask[0]["W"], no_mask[0]["W"])
     # For one sample, a dropped unit passes no gradient to its incoming weights; a kept one does.
-    one = mg.grad(net, params, x[:1], t[:1], method="backprop", key=9)
+    one = mg.grad(net, params, x[:1], t[:1], method="backprop", key=9, train=True)
     scale = mg.layers.dropout_scale(mg.layers.layer_rng(9, 2), (1, 6), 0.5, np.float64)[0]
     assert 0 < np.sum(scale == 0) < 6
     assert np.all(one[0]["W"][:, scale == 0] == 0)

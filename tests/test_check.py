@@ -41,7 +41,7 @@ def test_all_paths_agree_on_random_architectures(activation, depth, decay, dropo
                  weight_decay=0.05 if decay else 0.0, dropout=0.2 if dropout else 0.0)
     params = off_kinks(net.init(depth), seed=depth)
     x, t = batch(depth, 7, 6, 4)
-    report = mg.check_gradients(net, params, x, t, key=3 if dropout else None)
+    report = mg.check_gradients(net, params, x, t, key=3 if dropout else None, train=dropout)
     assert report.ok, str(report)
     methods = ("autograd", "backprop", "autograd-fused", "numerical")  # the default: every path, pairwise
     assert {c.methods for c in report.comparisons} == set(itertools.combinations(methods, 2))
@@ -148,9 +148,9 @@ def test_missing_weight_decay_term_is_caught_on_every_weight_and_no_bias(monkeyp
     net, params, x, t = small_problem(weight_decay=0.1)
     honest = backprop.value_and_grad
 
-    def forgets_decay(net, params, x, t, key=None):
-        loss, _ = honest(net, params, x, t, key)
-        return loss, honest(dataclasses.replace(net, weight_decay=0.0), params, x, t, key)[1]
+    def forgets_decay(net, params, x, t, *rest):
+        loss, _, state = honest(net, params, x, t, *rest)
+        return loss, honest(dataclasses.replace(net, weight_decay=0.0), params, x, t, *rest)[1], state
 
     monkeypatch.setattr(backprop, "value_and_grad", forgets_decay)
     report = mg.check_gradients(net, params, x, t)
@@ -163,8 +163,8 @@ def test_missing_weight_decay_term_is_caught_on_every_weight_and_no_bias(monkeyp
 def test_wrong_activation_rule_fails_the_layers_below_it_only():
     net, params, x, t = small_problem()
     layers = list(net.layers)
-    layers[3] = layers[3]._replace(backward=lambda p, y, dy, need_dx=True: (None, dy * (1 - y)))  # second Tanh
-    bad = mg.Network(tuple(layers), net.input_size, net.output_size)
+    layers[3] = layers[3]._replace(backward=lambda p, y, dy, need_dx: (None, dy * (1 - y)))  # second Tanh
+    bad = mg.Network(tuple(layers), net.input_shape, net.output_size)
     report = mg.check_gradients(bad, params, x, t, methods=("autograd", "backprop"))
     assert failing(report, ("autograd", "backprop")) == {"[0]['W']", "[0]['b']", "[1]['W']", "[1]['b']"}
 
@@ -192,8 +192,8 @@ def test_a_method_that_mutates_its_inputs_is_reported(monkeypatch):
     net, params, x, t = small_problem()
     honest = backprop.value_and_grad
 
-    def mutates(net, params, x, t, key=None):
-        out = honest(net, params, x, t, key)
+    def mutates(net, params, x, t, *rest):
+        out = honest(net, params, x, t, *rest)
         params[0]["b"] += 1.0
         return out
 
@@ -210,11 +210,11 @@ def test_a_nondeterministic_method_fails_the_repeat_check(monkeypatch):
     honest = backprop.value_and_grad
     calls = []
 
-    def drifts(net, params, x, t, key=None):
+    def drifts(net, params, x, t, *rest):
         calls.append(1)
-        loss, grads = honest(net, params, x, t, key)
+        loss, grads, state = honest(net, params, x, t, *rest)
         grads[0]["W"] = grads[0]["W"] * (1 + 1e-15 * len(calls))
-        return loss, grads
+        return loss, grads, state
 
     monkeypatch.setattr(backprop, "value_and_grad", drifts)
     report = mg.check_gradients(net, params, x, t, methods=("autograd", "backprop"))
@@ -226,7 +226,7 @@ def test_a_nondeterministic_method_fails_the_repeat_check(monkeypatch):
 def test_a_method_that_raises_is_reported_not_propagated(monkeypatch):
     net, params, x, t = small_problem()
 
-    def crashes(net, params, x, t, key=None):
+    def crashes(net, params, x, t, *rest):
         raise RuntimeError("backward exploded")
 
     monkeypatch.setattr(backprop, "value_and_grad", crashes)
@@ -240,10 +240,10 @@ def test_non_finite_gradient_is_reported(monkeypatch):
     net, params, x, t = small_problem()
     honest = backprop.value_and_grad
 
-    def nan_bias(net, params, x, t, key=None):
-        loss, grads = honest(net, params, x, t, key)
+    def nan_bias(net, params, x, t, *rest):
+        loss, grads, state = honest(net, params, x, t, *rest)
         grads[2]["b"] = grads[2]["b"] * np.nan
-        return loss, grads
+        return loss, grads, state
 
     monkeypatch.setattr(backprop, "value_and_grad", nan_bias)
     report = mg.check_gradients(net, params, x, t, methods=("autograd", "backprop"))
@@ -269,7 +269,7 @@ def test_relu_pre_activations_on_the_kink_are_warned_about():
 
 def test_kinks_inside_a_nested_serial_are_warned_about():
     # The first block is serial(Dense, Relu): its ReLU sees the zero row's pre-activations at exactly 0.
-    net = mg.Network((mg.serial(mg.Dense(3), mg.Relu), mg.Dense(3), mg.Relu, mg.Dense(2)), input_size=4, output_size=2)
+    net = mg.Network((mg.serial(mg.Dense(3), mg.Relu), mg.Dense(3), mg.Relu, mg.Dense(2)), input_shape=(4,), output_size=2)
     params = net.init(0)
     x = np.vstack([np.zeros(4), np.random.default_rng(0).random((3, 4))])
     t = np.array([0, 1, 0, 1])

@@ -27,10 +27,10 @@ def test_cheap_modes_and_float32(capsys, mode):
 def test_disagreement_exits_non_zero_and_names_the_leaf(capsys, monkeypatch):
     honest = backprop.value_and_grad
 
-    def doubles_first_bias(net, params, x, t, key=None):
-        loss, grads = honest(net, params, x, t, key)
+    def doubles_first_bias(net, params, x, t, *rest):
+        loss, grads, state = honest(net, params, x, t, *rest)
         grads[0]["b"] = 2 * grads[0]["b"]
-        return loss, grads
+        return loss, grads, state
 
     monkeypatch.setattr(backprop, "value_and_grad", doubles_first_bias)
     status = cli.main(SMALL + ["--activation", "sigmoid"])

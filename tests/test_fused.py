@@ -15,9 +15,9 @@ FUSED = "autograd-fused"
 
 def assert_agree(net, params, x, t, key=None, tol=1e-12):
     """Loss and every leaf of the fused gradient match autograd's and backprop's to ``tol`` (norm-relative)."""
-    loss_f, fused = mg.value_and_grad(net, params, x, t, method=FUSED, key=key)
+    loss_f, fused = mg.value_and_grad(net, params, x, t, method=FUSED, key=key, train=key is not None)
     for method in ("autograd", "backprop"):
-        loss, other = mg.value_and_grad(net, params, x, t, method=method, key=key)
+        loss, other = mg.value_and_grad(net, params, x, t, method=method, key=key, train=key is not None)
         assert abs(loss_f - loss) <= tol * abs(loss), method
         for (path, a), b in zip(tree_leaves_with_paths(fused), tree_leaves(other)):
             assert norm_rel(a, b) <= tol, (method, path)
@@ -37,26 +37,26 @@ def test_fused_agrees_with_autograd_and_backprop_to_1e_12(hidden, activation, de
 def test_dropout_key_changes_the_gradient_and_the_same_key_repeats_it():
     net, params, x, t = problem([6, 6], "relu", dropout=0.5)
     first = assert_agree(net, params, x, t, key=3)
-    again = mg.grad(net, params, x, t, method=FUSED, key=3)
-    other = mg.grad(net, params, x, t, method=FUSED, key=4)
+    again = mg.grad(net, params, x, t, method=FUSED, key=3, train=True)
+    other = mg.grad(net, params, x, t, method=FUSED, key=4, train=True)
     assert all(a.tobytes() == b.tobytes() for a, b in zip(tree_leaves(first), tree_leaves(again)))
     assert not np.allclose(first[0]["W"], other[0]["W"])
 
 
 def test_every_layer_kind_including_leading_and_trailing_parameter_free_layers():
     layers = (Dropout(0.2), Flatten, Dense(6), Sigmoid, Dropout(0.3), Dense(5), Relu, Dense(4), Tanh, Dense(3))
-    net = mg.Network(layers, input_size=7, output_size=3, weight_decay=0.05)
+    net = mg.Network(layers, input_shape=(7,), output_size=3, weight_decay=0.05)
     rng = np.random.default_rng(1)
     params, x, t = net.init(1), rng.standard_normal((5, 7)), rng.integers(0, 3, size=5)
     assert_agree(net, params, x, t, key=8)
     assert_agree(net, params, x, t)
-    trailing = mg.Network((Dense(5), Tanh, Dense(3), Tanh), input_size=7, output_size=3)
+    trailing = mg.Network((Dense(5), Tanh, Dense(3), Tanh), input_shape=(7,), output_size=3)
     assert_agree(trailing, trailing.init(2), x, t)
 
 
 def test_a_nested_serial_with_dropout_is_one_layer_whose_params_are_a_list():
     inner = serial(Dense(5), Relu, Dropout(0.3), Dense(4))
-    net = mg.Network((inner, Tanh, Dropout(0.2), Dense(3)), input_size=6, output_size=3, weight_decay=0.1)
+    net = mg.Network((inner, Tanh, Dropout(0.2), Dense(3)), input_shape=(6,), output_size=3, weight_decay=0.1)
     rng = np.random.default_rng(2)
     params, x, t = net.init(2), rng.standard_normal((6, 6)), rng.integers(0, 3, size=6)
     assert isinstance(params[0], list)
@@ -104,7 +104,7 @@ def test_float32_matches_backprop_to_1e_12_and_float64_autograd_to_float32_preci
 def test_fused_is_pure_never_mutating_its_inputs_and_repeatable():
     net, params, x, t = problem([6, 5], "relu", 0.1, 0.3)
     before = [a.copy() for a in tree_leaves(params)] + [x.copy(), t.copy()]
-    runs = [mg.value_and_grad(net, params, x, t, method=FUSED, key=1) for _ in range(2)]
+    runs = [mg.value_and_grad(net, params, x, t, method=FUSED, key=1, train=True) for _ in range(2)]
     for a, b in zip(tree_leaves(params) + [x, t], before):
         assert a.tobytes() == b.tobytes()
     assert runs[0][0] == runs[1][0]

@@ -61,7 +61,7 @@ def test_same_seed_gives_bit_identical_params_losses_gradients(method):
     for global_seed in (1, 2):
         np.random.seed(global_seed)  # nothing may read the global state
         params = net.init(5)
-        loss, grads = mg.value_and_grad(net, params, x, t, method=method, key=9)
+        loss, grads = mg.value_and_grad(net, params, x, t, method=method, key=9, train=True)
         runs.append((tree_leaves(params), loss, tree_leaves(grads)))
     (p1, l1, g1), (p2, l2, g2) = runs
     assert all(np.array_equal(a, b) for a, b in zip(p1, p2))
@@ -133,7 +133,7 @@ def small():
 
 def test_input_feature_size_names_layer_and_shapes(small):
     net, params = small
-    with pytest.raises(ValueError, match=r"shape \(4, 7\).*Dense\(5\).*6 features"):
+    with pytest.raises(ValueError, match=r"shape \(4, 7\).*Dense\(5\).*examples of shape \(6,\)"):
         net.apply(params, np.zeros((4, 7)))
 
 

@@ -1,4 +1,6 @@
 """numerical_grad: known gradients, modes, purity, determinism, and the vectorised network path."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -167,13 +169,13 @@ def test_vectorised_network_path_agrees_with_the_plain_loop_and_autograd(arch):
     params = off_kinks(net.init(1))
     x, t = batch(np.random.default_rng(2), 9, 7, 4)
     key = 11 if arch["dropout"] else None
-    fast = mg.numerical_grad(net.loss, params, x, t, key)
-    loop = mg.numerical_grad(net.loss, params, x, t, key, vectorize=False)
-    auto = mg.grad(net, params, x, t, key=key)
+    fast = mg.numerical_grad(net.loss, params, x, t, key, train=key is not None)
+    loop = mg.numerical_grad(net.loss, params, x, t, key, train=key is not None, vectorize=False)
+    auto = mg.grad(net, params, x, t, key=key, train=key is not None)
     assert max_leaf_norm_rel(fast, loop) < 1e-7
     assert max_leaf_norm_rel(fast, auto) < 1e-7
-    loss, via_grad = mg.value_and_grad(net, params, x, t, method="numerical", key=key)
-    assert loss == net.loss(params, x, t, key)
+    loss, via_grad = mg.value_and_grad(net, params, x, t, method="numerical", key=key, train=key is not None)
+    assert loss == net.loss(params, x, t, key, train=key is not None)
     for a, b in zip(tree_leaves(via_grad), tree_leaves(fast)):
         np.testing.assert_array_equal(a, b)
 
@@ -183,11 +185,11 @@ def test_keyword_arguments_reach_f():
     net = mg.mlp(6, [5], 3, dropout=0.3)
     params = off_kinks(net.init(0))
     x, t = batch(np.random.default_rng(0), 8, 6, 3)
-    positional = mg.numerical_grad(net.loss, params, x, t, 7)
+    positional = mg.numerical_grad(net.loss, params, x, t, 7, train=True)
     for vectorize in (True, False):
-        by_keyword = mg.numerical_grad(net.loss, params, x, t, key=7, vectorize=vectorize)
+        by_keyword = mg.numerical_grad(net.loss, params, x, t, key=7, train=True, vectorize=vectorize)
         assert max_leaf_norm_rel(by_keyword, positional) < 1e-7
-    assert max_leaf_norm_rel(mg.numerical_grad(net.loss, params, x, t, key=8), positional) > 1e-3  # the key mattered
+    assert max_leaf_norm_rel(mg.numerical_grad(net.loss, params, x, t, key=8, train=True), positional) > 1e-3  # the key mattered
     # Any function's keyword arguments, in every mode.
     scaled = lambda p, scale=1.0: scale * np.sum(p["w"] ** 2)
     w = {"w": np.array([1.0, -2.0, 3.0])}
@@ -200,8 +202,8 @@ def test_network_path_is_bit_for_bit_deterministic_and_pure():
     params = net.init(0)
     x, t = batch(np.random.default_rng(0), 8, 6, 3)
     before = [leaf.copy() for leaf in tree_leaves(params)] + [x.copy(), t.copy()]
-    a = mg.grad(net, params, x, t, method="numerical", key=4)
-    b = mg.grad(net, params, x, t, method="numerical", key=4)
+    a = mg.grad(net, params, x, t, method="numerical", key=4, train=True)
+    b = mg.grad(net, params, x, t, method="numerical", key=4, train=True)
     for u, v in zip(tree_leaves(a), tree_leaves(b)):
         assert u.tobytes() == v.tobytes()
     for u, v in zip(tree_leaves(params) + [x, t], before):
@@ -250,18 +252,19 @@ def test_float32_network_gets_float32_gradients_computed_in_float64():
 
 
 def square_layer():
-    """An elementwise layer the vectorised path does not know: it must fall back to the loop."""
-    apply = lambda params, x, key=None: x * x
-    forward = lambda params, x, key=None: (x * x, x)
-    backward = lambda params, x, dy, need_dx=True: (None, 2 * x * dy)
-    return Layer("Square", False, lambda rng, shape, dtype: (tuple(shape), None), apply, forward, backward)
+    """A layer that declares nothing about itself (kind None): the vectorised path must fall back to the loop."""
+    apply = lambda params, state, x, train, key: (x * x, state)
+    forward = lambda params, state, x, train, key: (x * x, x, state)
+    backward = lambda params, x, dy, need_dx: (None, 2 * x * dy)
+    return Layer("Square", lambda rng, shape, dtype: (tuple(shape), None, None), apply, forward, backward)
 
 
-def test_unknown_layer_falls_back_to_the_plain_loop():
+def test_unknown_layer_falls_back_to_the_plain_loop_and_is_named():
     net = mg.Network((mg.Dense(4, "xavier"), square_layer(), mg.Dense(3, "xavier")), 5, 3)
     params = net.init(0)
     x, t = batch(np.random.default_rng(0), 6, 5, 3)
-    fast = mg.numerical_grad(net.loss, params, x, t)
+    with pytest.warns(numerical.SlowPathWarning, match=r"layer 1 \(Square\)"):
+        fast = mg.numerical_grad(net.loss, params, x, t)
     loop = mg.numerical_grad(net.loss, params, x, t, vectorize=False)
     for a, b in zip(tree_leaves(fast), tree_leaves(loop)):
         np.testing.assert_array_equal(a, b)
@@ -285,11 +288,12 @@ def test_vectorised_path_handles_input_dropout_flatten_and_a_trailing_activation
     net = mg.Network(layers, 6, 4, weight_decay=0.02)
     params = off_kinks(net.init(0))
     x, t = batch(np.random.default_rng(4), 8, 6, 4)
-    assert numerical._baseline_blocks(net, params, x, 2) is not None  # really the vectorised path
-    fast = mg.numerical_grad(net.loss, params, x, t, 2)
-    loop = mg.numerical_grad(net.loss, params, x, t, 2, vectorize=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", numerical.SlowPathWarning)  # really the vectorised path
+        fast = mg.numerical_grad(net.loss, params, x, t, 2, train=True)
+    loop = mg.numerical_grad(net.loss, params, x, t, 2, train=True, vectorize=False)
     assert max_leaf_norm_rel(fast, loop) < 1e-7
-    assert max_leaf_norm_rel(fast, mg.grad(net, params, x, t, key=2)) < 1e-7
+    assert max_leaf_norm_rel(fast, mg.grad(net, params, x, t, key=2, train=True)) < 1e-7
 
 
 @pytest.mark.parametrize("max_bytes", [-5, 0, "big"])

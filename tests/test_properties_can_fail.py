@@ -120,9 +120,9 @@ def test_known_values_fail_for_the_naive_softmax(loud):
 
 def test_path_agreement_catches_a_backprop_path_that_forgets_weight_decay(monkeypatch):
     """The network property, run with a backprop path whose gradient lacks the λW term, finds a network."""
-    def forgetful(net, params, x, t, key=None):
-        loss, grads = correct(net, params, x, t, key)
-        return loss, [dict(g, W=g["W"] - net.weight_decay * p["W"]) for g, p in zip(grads, params)]
+    def forgetful(net, params, x, t, *rest):
+        loss, grads, state = correct(net, params, x, t, *rest)
+        return loss, [dict(g, W=g["W"] - net.weight_decay * p["W"]) for g, p in zip(grads, params)], state
 
     def disagrees(problem):
         net, params, x, t, key = problem

@@ -163,7 +163,8 @@ def relu_kink_distance(net, params, x, key):
     for index, layer in enumerate(net.layers):  # as serial applies them, dropout masks included
         if layer is mg.Relu:
             smallest = min(smallest, float(np.min(np.abs(x))))
-        x = layer.apply(next(params_left) if layer.has_params else None, x, layer_rng(key, index))
+        x = layer.apply(next(params_left) if layer.has_params else None, None, x, key is not None,
+                        layer_rng(key, index))[0]
     return smallest
 
 
@@ -178,7 +179,7 @@ NUMERICAL_TOLERANCE = (1e-7, 1e-9)
 def check_gradient_paths_agree(net, params, x, t, key, methods):
     """Every method gives the same loss and, leaf by leaf, the same gradient as autograd (the reference)."""
     with strict_numerics():
-        results = {m: mg.value_and_grad(net, params, x, t, method=m, key=key) for m in methods}
+        results = {m: mg.value_and_grad(net, params, x, t, method=m, key=key, train=key is not None) for m in methods}
     ref_loss, ref = results["autograd"]
     for method, (loss, grads) in results.items():
         rtol, atol = NUMERICAL_TOLERANCE if method == "numerical" else ANALYTIC_TOLERANCE

@@ -80,8 +80,8 @@ def test_periodic_checkpoints_resume_exactly(tmp_path):
     saved = {}
     real_save = training.save_checkpoint
 
-    def keep_copy(path, params, opt_state, history, meta):
-        real_save(path, params, opt_state, history, meta)
+    def keep_copy(path, params, opt_state, history, meta, state):
+        real_save(path, params, opt_state, history, meta, state)
         saved.setdefault(meta["iteration"], open(path, "rb").read())
 
     mp = pytest.MonkeyPatch()
@@ -153,9 +153,9 @@ def test_each_epoch_visits_every_example_once(monkeypatch):
     seen = []
     real = training.value_and_grad
 
-    def spy(net, params, xb, tb, method, key):
+    def spy(net, params, xb, tb, **kwargs):
         seen.append(xb[:, 0].astype(int).tolist())
-        return real(net, params, xb, tb, method=method, key=key)
+        return real(net, params, xb, tb, **kwargs)
 
     monkeypatch.setattr(training, "value_and_grad", spy)
     mg.fit(net, net.init(0), mg.sgd(), (x, t), epochs=3, batch_size=4, progress=False)
@@ -212,7 +212,7 @@ def test_eval_samples_and_log():
 def test_bad_arguments():
     net = small_net()
     x, t = blobs()
-    with pytest.raises(ValueError, match="6 features per example; the network expects 4"):
+    with pytest.raises(ValueError, match=r"examples of shape \(6,\); the network expects \(4,\)"):
         mg.fit(mg.mlp(4, [3], 3), mg.mlp(4, [3], 3).init(0), mg.sgd(), (x, t), iterations=1, progress=False)
     with pytest.raises(ValueError, match="outside"):
         mg.fit(net, net.init(0), mg.sgd(), (x, t + 5), iterations=1, progress=False)
@@ -239,9 +239,9 @@ def test_dropout_nested_in_a_serial_is_applied(monkeypatch):
     keys = []
     real = training.value_and_grad
 
-    def recording(net, params, x, t, method, key):
-        keys.append(key)
-        return real(net, params, x, t, method=method, key=key)
+    def recording(net, params, x, t, **kwargs):
+        keys.append(kwargs["key"])
+        return real(net, params, x, t, **kwargs)
 
     monkeypatch.setattr(training, "value_and_grad", recording)
     run(nested, iterations=2)

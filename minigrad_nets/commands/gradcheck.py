@@ -74,7 +74,7 @@ def run(args):
     key = args.seed if args.dropout else None
     start = time.perf_counter()
     report = mg.check_gradients(net, params, x.astype(net.dtype), t, methods=methods, mode=args.mode,
-                                seed=args.seed, key=key, samples=args.samples)
+                                seed=args.seed, key=key, state=net.init_state(), train=True, samples=args.samples)
     elapsed = time.perf_counter() - start
     sizes = ",".join(map(str, [args.input_size, *args.hidden, args.output_size]))
     print(f"network {sizes} ({args.activation}, init {args.init}, λ={args.weight_decay:g}, "

@@ -37,7 +37,7 @@ def layer_activations(x, activation, weight_init, num_layers=5, width=100, seed=
     z = x
     for i in range(num_layers):
         W = draw(rng, z.shape[1], width)
-        out[i] = layer.forward(None, z @ W)[0]
+        out[i] = layer.forward(None, None, z @ W, False, None)[0]
         z = out[i]
     return out
 

@@ -2,7 +2,7 @@
 import functools
 from importlib import import_module
 
-# method name -> module defining value_and_grad(net, params, x, t, key=None)
+# method name -> module defining value_and_grad(net, params, x, t, key, state, train) -> (loss, grads, new state)
 METHODS = {
     "autograd": "autodiff",
     "backprop": "backprop",
@@ -28,11 +28,16 @@ def _module(method):
     return import_module(f"{__name__}.{METHODS[method]}")
 
 
-def value_and_grad(net, params, x, t, method="autograd", key=None):
-    """``(loss, gradient pytree)`` of ``net.loss(params, x, t, key)`` by ``method`` (see ``METHODS``)."""
-    return _module(check_method(method)).value_and_grad(net, params, x, t, key)
+def value_and_grad(net, params, x, t, method="autograd", key=None, *, state=None, train=False, return_state=False):
+    """``(loss, gradient pytree)`` of ``net.loss(params, x, t, key, state=state, train=train)`` by ``method``.
+
+    ``method``: see ``METHODS``. The state is held fixed (never differentiated);
+    with ``return_state=True`` the result is ``(loss, gradient, new state)``.
+    """
+    loss, grads, new_state = _module(check_method(method)).value_and_grad(net, params, x, t, key, state, train)
+    return (loss, grads, [] if new_state is None else new_state) if return_state else (loss, grads)
 
 
-def grad(net, params, x, t, method="autograd", key=None):
-    """Gradient of ``net.loss(params, x, t, key)`` with the structure of ``params``, by ``method``."""
-    return value_and_grad(net, params, x, t, method, key)[1]
+def grad(net, params, x, t, method="autograd", key=None, *, state=None, train=False):
+    """Gradient of ``net.loss(params, x, t, key, state=state, train=train)``, shaped like ``params``, by ``method``."""
+    return value_and_grad(net, params, x, t, method, key, state=state, train=train)[1]

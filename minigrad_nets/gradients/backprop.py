@@ -40,13 +40,13 @@ def softmax_cross_entropy(logits, t):
     return loss, dlogits
 
 
-def value_and_grad(net, params, x, t, key=None):
-    """``(loss, gradient)`` of ``net.loss(params, x, t, key)`` by backprop; the gradient has the structure of params."""
-    x, t = net.check_batch(params, x, t)
-    logits, caches = net.model.forward(params, x, key)
+def value_and_grad(net, params, x, t, key=None, state=None, train=False):
+    """``(loss, gradient, new state)`` of the network's loss by backprop; the gradient has the structure of params."""
+    x, t, state = net.prepare(params, x, t, state, train, key)
+    logits, caches, new_state = net.model.forward(params, state, x, train, key)
     loss, dlogits = softmax_cross_entropy(logits, t)
-    grads, _ = net.model.backward(params, caches, dlogits, need_dx=False)
+    grads, _ = net.model.backward(params, caches, dlogits, False)
     if net.weight_decay:
         loss = loss + net.weight_penalty(params)
         grads = net.add_weight_decay_grad(grads, params)
-    return loss, grads
+    return loss, grads, new_state

@@ -19,6 +19,7 @@ The ``atol`` floor only matters for leaves whose gradient is itself tiny
 """
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +78,7 @@ class GradientReport:
     comparisons: tuple      # LeafComparison, grouped by method pair
     checks: tuple           # Check
     warnings: tuple         # str
-    kink_params: tuple = () # indices i of params[i] whose numerical estimates a ReLU kink may spoil
+    kink_params: tuple = () # indices i of params[i] whose numerical estimates a kink (ReLU's at 0) may spoil
 
     @property
     def ok(self):
@@ -140,7 +141,7 @@ class GradientReport:
         for path, method in self.suspects().items():
             lines.append(f"suspect: {method} at {path} (it disagrees with every other method, which agree)")
         if self.kink_explains_failures():
-            lines.append("note: every failure is a numerical disagreement in params upstream of a ReLU kink "
+            lines.append("note: every failure is a numerical disagreement in params upstream of a kink "
                          "(see the warnings) while the analytic methods agree: most likely kink artefacts, "
                          "not a wrong rule; try another seed or batch")
         lines += [f"warning: {w}" for w in self.warnings]
@@ -202,16 +203,17 @@ def _compare(name_a, res_a, name_b, res_b, params, mode, samples, seed):
 # ---------------------------------------------------------------- running the methods
 
 
-def _run(method, net, params, x, t, key, mode, samples, seed):
+def _run(method, net, params, x, t, key, state, train, mode, samples, seed):
     """``(loss, gradient or probe pytree)`` of one method on float64 inputs."""
     if method == "numerical" and mode != "full":
-        loss = net.loss(params, x, t, key)
-        return loss, numerical.numerical_grad(net.loss, params, x, t, key, mode=mode, seed=seed, samples=samples)
-    return method_value_and_grad(net, params, x, t, method=method, key=key)
+        loss = net.loss(params, x, t, key, state=state, train=train)
+        return loss, numerical.numerical_grad(net.loss, params, x, t, key=key, state=state, train=train, mode=mode,
+                                              seed=seed, samples=samples)
+    return method_value_and_grad(net, params, x, t, method=method, key=key, state=state, train=train)
 
 
 def _snapshot(tree):
-    return [np.array(leaf, copy=True) for leaf in tree_leaves(tree)]
+    return [np.array(leaf, copy=True) for leaf in tree_leaves(tree if tree is not None else [])]
 
 
 def _same_bits(a, b):
@@ -220,7 +222,7 @@ def _same_bits(a, b):
 
 
 def _unchanged(tree, snapshot):
-    leaves = tree_leaves(tree)
+    leaves = tree_leaves(tree if tree is not None else [])
     return len(leaves) == len(snapshot) and all(_same_bits(a, b) for a, b in zip(leaves, snapshot))
 
 
@@ -245,58 +247,42 @@ def _structure_problem(method, result, params, mode, samples):
     return None
 
 
-def _leaf_layers(layers, params, key, prefix=(), top_index=None):
-    """``(position, layer, params, key, top-level params index)`` for each non-composite layer, in order.
+def kink_warnings(net, params, x, key=None, state=None, train=False):
+    """``(warnings, param indices)`` for elementwise layers with inputs within a step of a kink they declare.
 
-    ``position`` is a tuple of indices into nested ``serial`` layers; the params
-    index is that of the top-level entry holding the layer's params (None before any).
-    """
-    entries, count = iter(params if params is not None else ()), 0
-    for i, layer in enumerate(layers):
-        p, index = None, top_index
-        if layer.has_params:
-            p = next(entries)
-            index = count if not prefix else top_index
-            count += 1
-        if layer.layers:
-            yield from _leaf_layers(layer.layers, p, L.layer_rng(key, i), prefix + (i,), index)
-        else:
-            yield prefix + (i,), layer, p, L.layer_rng(key, i), index
-
-
-def kink_warnings(net, params, x, key=None):
-    """``(warnings, param indices)`` for ReLU layers with pre-activations within a step of the kink at 0.
-
-    The radius for a ReLU fed by a Dense layer with input ``a`` and weights W is
-    ``h * max(1, max|a|)`` with ``h = eps**(1/3) * max(1, max|W|)``: about the
-    most one step of one weight moves that pre-activation. ReLUs inside nested
+    The radius for such a layer fed by a layer with params ``p`` and input ``a``
+    is ``h * max(1, max|a|)`` with ``h = eps**(1/3) * max(1, max|p|)``: about
+    the most one step of one parameter moves that input. Layers inside nested
     ``serial`` layers count too; they spoil the top-level params entries up to
-    the one holding the Dense layer that feeds them.
+    the one holding the layer that feeds them.
     """
     warnings, spoiled, a, feeding = [], set(), x, None
-    for position, layer, p, layer_key, index in _leaf_layers(net.layers, params, key):
-        if isinstance(p, dict) and "W" in p:
-            w_scale = max(1.0, float(np.max(np.abs(p["W"]), initial=0.0)))
-            feeding = (numerical.STEP_SCALE * w_scale * max(1.0, float(np.max(np.abs(a), initial=0.0))), index)
-        if layer is L.Relu and feeding is not None:
+    for position, layer, p, s, layer_key, index in L.leaf_layers(net.layers, params, state, key):
+        if layer.has_params:
+            p_scale = max([1.0] + [float(np.max(np.abs(leaf), initial=0.0)) for leaf in tree_leaves(p)])
+            feeding = (numerical.STEP_SCALE * p_scale * max(1.0, float(np.max(np.abs(a), initial=0.0))), index)
+        kinks = layer.kind.kinks if isinstance(layer.kind, L.Elementwise) else ()
+        if kinks and feeding is not None:
             radius, last_param = feeding
-            near = int(np.sum(np.abs(a) < radius))
+            near = int(sum(np.sum(np.abs(a - kink) < radius) for kink in kinks))
             if near:
                 spoiled.update(range(last_param + 1))
                 leaves = f"params[0]..params[{last_param}]" if last_param else "params[0]"
+                at = " or ".join(f"{k:g}" for k in kinks)
                 warnings.append(
-                    f"layer {'.'.join(map(str, position))} ({layer.name}): {near} of {np.size(a)} pre-activations "
-                    f"lie within {radius:.1e} of the kink at 0; a central difference straddling the kink is not "
+                    f"layer {'.'.join(map(str, position))} ({layer.name}): {near} of {np.size(a)} inputs "
+                    f"lie within {radius:.1e} of its kink at {at}; a central difference straddling the kink is not "
                     f"the derivative there, so numerical disagreement in {leaves} may come from this rather than "
                     f"from a wrong rule")
-        a = np.asarray(layer.apply(p, a, layer_key))
+        a = np.asarray(layer.apply(p, s, a, train, layer_key)[0])
     return warnings, tuple(sorted(spoiled))
 
 
-def check_gradients(net, params, x, t, methods=DEFAULT_METHODS, mode="full", seed=0, key=None,
-                    samples=numerical.DEFAULT_SAMPLES, repeat=True, raise_on_failure=False):
-    """Compare gradient ``methods`` on ``net.loss(params, x, t, key)`` leaf by leaf, in float64 -> ``GradientReport``.
+def check_gradients(net, params, x, t, methods=DEFAULT_METHODS, mode="full", seed=0, key=None, *, state=None,
+                    train=False, samples=numerical.DEFAULT_SAMPLES, repeat=True, raise_on_failure=False):
+    """Compare gradient ``methods`` on ``net.loss(params, x, t, key, state=, train=)`` leaf by leaf, in float64.
 
+    Returns a ``GradientReport``.
     Every pair of methods is compared (thresholds in the module doc). The
     numerical method runs in ``mode`` ('full', 'sampled' or 'directional' with
     ``samples`` probes per leaf from ``seed``); analytic methods are always
@@ -316,15 +302,21 @@ def check_gradients(net, params, x, t, methods=DEFAULT_METHODS, mode="full", see
     numerical._check_seed(seed)
     samples = numerical._check_samples(samples)
     caller_params, caller_x, caller_t = _snapshot(params), np.array(x, copy=True), np.array(t, copy=True)
-    net64, params64, x64, t64 = numerical.as_float64(net, params, x, t)
-    net64.loss(params64, x64, t64, key)  # bad targets or key: the usual clear error, before anything runs
-    copies = (_snapshot(params64), np.array(x64, copy=True))
+    caller_state = _snapshot(state)
+    net64, params64, x64, t64, state64 = numerical.as_float64(net, params, x, t, state, train, key)
+    net64.batch_loss(params64, x64, t64, state64, train, key)  # bad targets: the usual clear error, before anything runs
+    copies = (_snapshot(params64), np.array(x64, copy=True), _snapshot(state64))
+    slow = []
 
     checks, results = [], {}
     for m in methods:
         try:
-            results[m] = _run(m, net64, params64, x64, t64, key, mode, samples, seed)
-            again = _run(m, net64, params64, x64, t64, key, mode, samples, seed) if repeat else None
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", numerical.SlowPathWarning)
+                results[m] = _run(m, net64, params64, x64, t64, key, state64, train, mode, samples, seed)
+                again = _run(m, net64, params64, x64, t64, key, state64, train, mode, samples, seed) \
+                    if repeat else None
+            slow += [str(w.message) for w in caught if issubclass(w.category, numerical.SlowPathWarning)]
         except Exception as err:  # a broken path is a finding to report, not a crash
             checks.append(Check(f"{m} runs", False, f"raised {type(err).__name__}: {err}"))
             results.pop(m, None)
@@ -356,17 +348,18 @@ def check_gradients(net, params, x, t, methods=DEFAULT_METHODS, mode="full", see
         checks.append(Check("losses agree", ok, "" if ok else f"they differ by up to {spread:.3e}"))
 
     unmutated = _unchanged(params, caller_params) and _same_bits(x, caller_x) and _same_bits(t, caller_t) \
-        and _unchanged(params64, copies[0]) and _same_bits(x64, copies[1])
-    checks.append(Check("inputs unmutated (params, x, t)", unmutated,
+        and _unchanged(params64, copies[0]) and _same_bits(x64, copies[1]) and _unchanged(state, caller_state) \
+        and _unchanged(state64, copies[2])
+    checks.append(Check("inputs unmutated (params, x, t, state)", unmutated,
                         "" if unmutated else "a method wrote into its inputs"))
 
     comparisons = []
     done = [m for m in methods if m in results]
     for a, b in itertools.combinations(done, 2):
         comparisons += _compare(a, results[a], b, results[b], params64, mode, samples, seed)
-    warnings, spoiled = kink_warnings(net64, params64, x64, key) if "numerical" in done else ([], ())
+    kinks, spoiled = kink_warnings(net64, params64, x64, key, state64, train) if "numerical" in done else ([], ())
     report = GradientReport(methods, mode, str(np.dtype(net.dtype)), losses, tuple(comparisons), tuple(checks),
-                            tuple(warnings), spoiled)
+                            tuple(dict.fromkeys(slow)) + tuple(kinks), spoiled)
     if raise_on_failure and not report.ok:
         raise GradientCheckError(report)
     return report

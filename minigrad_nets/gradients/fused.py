@@ -58,9 +58,9 @@ class _Plan:
     """A network cut into segments: each starts at a layer with params and runs to the next one."""
 
     def __init__(self, net, params):
-        self.slots, self.segments, entries, start = [], [], [], 0
+        self.slots, self.segments, entries, start, states = [], [], [], 0, 0
         for position, layer in enumerate(net.layers):
-            slot = None
+            slot, state_index = None, None
             if layer.has_params:
                 if entries:
                     self.segments.append(entries)
@@ -68,8 +68,11 @@ class _Plan:
                 slot = _Slot(start, params[len(self.slots)])
                 self.slots.append(slot)
                 start = slot.where.stop
-            entries.append((position, layer, slot))
+            if layer.has_state:
+                state_index, states = states, states + 1
+            entries.append((position, layer, slot, state_index))
         self.segments.append(entries)
+        self.state_count = states
         self.leaf_count = start
         # Positions of the network's weight matrices in the flat tuple (which is in tree_leaves order).
         decayed = set(net.weight_keys)
@@ -167,13 +170,16 @@ defvjp(_flat, _flat_vjp)
 
 
 @primitive
-def _segment(h, leaves, entries, key, tape, t):
-    """Forward through one segment's layers (their own ``forward``), caches to the tape; for the last
-    segment (labels or targets ``t`` given) the mean softmax cross-entropy of its output instead."""
+def _segment(h, leaves, entries, state, train, key, tape, t):
+    """Forward through one segment's layers (their own ``forward``), caches and new state to the tape; for
+    the last segment (labels or targets ``t`` given) the mean softmax cross-entropy of its output instead."""
     caches = []
-    for position, layer, slot in entries:
+    for position, layer, slot, state_index in entries:
         p = None if slot is None else slot.build(leaves)
-        h, cache = layer.forward(p, h, layer_rng(key, position))
+        s = None if state_index is None else state[state_index]
+        h, cache, s = layer.forward(p, s, h, train, layer_rng(key, position))
+        if state_index is not None:
+            tape["state"][state_index] = s
         caches.append((p, cache))
     tape[id(entries)] = caches
     if t is None:
@@ -184,7 +190,7 @@ def _segment(h, leaves, entries, key, tape, t):
 
 def _segment_vjp(argnums, ans, args, kwargs):
     """The loss gradient (last segment), then the segment's layers' own ``backward`` rules in reverse."""
-    h, leaves, entries, key, tape, t = args
+    h, leaves, entries, state, train, key, tape, t = args
     caches = tape[id(entries)]
 
     def vjp(dy):
@@ -220,22 +226,23 @@ defvjp(_weight_penalty, _weight_penalty_vjp)
 # ---------------------------------------------------------------- the path
 
 
-def value_and_grad(net, params, x, t, key=None):
-    """``(loss, gradient)`` of ``net.loss(params, x, t, key)`` by fused autograd; the gradient has the structure of params."""
-    x, t = net.check_batch(params, x, t)
+def value_and_grad(net, params, x, t, key=None, state=None, train=False):
+    """``(loss, gradient, new state)`` of the network's loss by fused autograd; the gradient has the structure of params."""
+    x, t, state = net.prepare(params, x, t, state, train, key)
     plan = _plan(net, params)
+    tape = {}  # this call's scratch: forward caches, dlogits and the new state, for the VJPs and the caller
 
     def loss(traced_params):
-        tape = {}  # this call's scratch: forward caches and dlogits for the VJPs
+        tape["state"] = [None] * plan.state_count
         leaves = _flat(traced_params, plan)
         h = x
         for entries in plan.segments[:-1]:
-            h = _segment(h, leaves, entries, key, tape, None)
-        value = _segment(h, leaves, plan.segments[-1], key, tape, t)
+            h = _segment(h, leaves, entries, state, train, key, tape, None)
+        value = _segment(h, leaves, plan.segments[-1], state, train, key, tape, t)
         if net.weight_decay:
             value = value + _weight_penalty(leaves, net, plan)
         return value
 
     # autograd.value_and_grad is this plus argument wrapping and a size check (≈5 µs a call).
     vjp, value = make_vjp(loss, params)
-    return value, vjp(np.ones_like(value))
+    return value, vjp(np.ones_like(value)), (tape["state"] if net.has_state else None)

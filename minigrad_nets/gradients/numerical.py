@@ -25,6 +25,7 @@ For a network's loss (``numerical_grad(net.loss, params, x, t[, key])`` or
 import dataclasses
 import functools
 import numbers
+import warnings
 
 import numpy as np
 
@@ -162,7 +163,8 @@ def numerical_grad(f, params, *args, mode="full", seed=0, samples=DEFAULT_SAMPLE
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
     net = _network_of(f)
-    if mode == "full" and vectorize and net is not None and set(kwargs) <= {"key"} and 2 <= len(args) + len(kwargs) <= 3:
+    if mode == "full" and vectorize and net is not None and set(kwargs) <= {"key", "state", "train"} \
+            and 2 <= len(args) <= 3:
         return network_full_grad(net, params, *args, **kwargs, max_bytes=max_bytes)
     if kwargs:
         f = functools.partial(f, **kwargs)
@@ -228,91 +230,85 @@ def _network_of(f):
     return None
 
 
-def as_float64(net, params, x, t):
-    """``(net64, params64, x64, t)``: the same network and a checked batch in float64, as copies."""
-    x, t = net.check_batch(params, x, t)
+class SlowPathWarning(UserWarning):
+    """The vectorised numerical path cannot use a layer's declarations and falls back to the element loop."""
+
+
+def as_float64(net, params, x, t, state=None, train=False, key=None):
+    """``(net64, params64, x64, t, state64)``: the same network and a checked batch in float64, as copies."""
+    x, t, state = net.prepare(params, x, t, state, train, key)
     net64 = net if net.dtype == np.float64 else dataclasses.replace(net, dtype=np.float64)
     params64 = tree_unflatten(params, _float64_leaves(params))
-    return net64, params64, np.array(x, dtype=np.float64, copy=True), t
+    state64 = None if state is None else tree_unflatten(state, _float64_leaves(state))
+    return net64, params64, np.array(x, dtype=np.float64, copy=True), t, state64
 
 
-def value_and_grad(net, params, x, t, key=None):
-    """``(loss, gradient)`` of ``net.loss(params, x, t, key)`` by full central differences (float64 inside).
+def value_and_grad(net, params, x, t, key=None, state=None, train=False):
+    """``(loss, gradient, new state)`` of the network's loss by full central differences (float64 inside).
 
-    The loss has the network's dtype; the gradient the structure of params and each leaf's dtype.
+    The loss has the network's dtype; the gradient the structure of params and
+    each leaf's dtype. The state is held fixed under every perturbation; the new
+    state is that of the unperturbed forward pass.
     """
-    net64, params64, x64, t = as_float64(net, params, x, t)
-    loss = net64.loss(params64, x64, t, key)
-    grads = network_full_grad(net64, params64, x64, t, key)
+    net64, params64, x64, t, state64 = as_float64(net, params, x, t, state, train, key)
+    loss, new_state = net64.batch_loss(params64, x64, t, state64, train, key)
+    grads = network_full_grad(net64, params64, x64, t, key, state=state64, train=train)
+    if new_state is not None:
+        new_state = tree_unflatten(new_state, [np.asarray(s, dtype=net.dtype) for s in tree_leaves(new_state)])
     return net.dtype.type(loss), tree_unflatten(params, [g.astype(np.asarray(p).dtype, copy=False)
-                                         for g, p in zip(tree_leaves(grads), tree_leaves(params))])
-
-
-def _kind(layer):
-    """What the vectorised path knows a layer to be: 'dense', 'act', 'relu', 'dropout', 'flatten', or None."""
-    if layer is L.Relu:
-        return "relu"
-    if layer is L.Sigmoid or layer is L.Tanh:
-        return "act"
-    if layer is L.Flatten:
-        return "flatten"
-    if layer.has_params and layer.name.startswith("Dense("):
-        return "dense"
-    if not layer.has_params and layer.name.startswith("Dropout("):
-        return "dropout"
-    return None
+                                         for g, p in zip(tree_leaves(grads), tree_leaves(params))]), new_state
 
 
 @dataclasses.dataclass(frozen=True)
 class _Block:
-    """A Dense layer and the elementwise ops after it, with the unperturbed batch through them."""
+    """A dense layer and the elementwise layers after it, with the unperturbed batch through them."""
     W: np.ndarray          # (n_in, n_out)
     b: np.ndarray          # (n_out,)
-    inputs: np.ndarray     # (B, n_in): the Dense layer's input
+    inputs: np.ndarray     # (B, n_in): the dense layer's input
     pre: np.ndarray        # (B, n_out): its output
-    post: np.ndarray       # (B, n_out): after the ops that follow it
-    ops: tuple             # ('relu', None) | ('act', layer) | ('scale', (B, n_out) multiplier)
+    post: np.ndarray       # (B, n_out): after the layers that follow it
+    ops: tuple             # ('fn', elementwise function) | ('scale', (B, n_out) multiplier)
 
 
-def _baseline_blocks(net, params, x, key):
-    """The forward pass split into blocks, or None when a layer is not one the vectorised path knows."""
-    kinds = [_kind(layer) for layer in net.layers]
-    dense_at = [i for i, k in enumerate(kinds) if k == "dense"]
-    if not dense_at or any(k is None for k in kinds[dense_at[0]:]):
-        return None
-    with_params = [i for i, layer in enumerate(net.layers) if layer.has_params]
-    if with_params != dense_at:
-        return None
+def _flat_layers(net, params, train, key):
+    """``[(position, layer, params, key)]``: the network's layers with nested ``serial`` layers opened."""
+    return [(".".join(map(str, position)), layer, p, k)
+            for position, layer, p, _, k, _ in L.leaf_layers(net.layers, params, None, key if train else None)]
+
+
+def _unvectorisable(flat):
+    """The layers (position, name) the vectorised path cannot take, judged by what they declare."""
+    kinds = [layer.kind for _, layer, _, _ in flat]
+    first = next((i for i, k in enumerate(kinds) if k == L.DENSE), None)
+    if first is None:
+        return [(pos, layer.name) for pos, layer, _, _ in flat if layer.has_params] or [("-", "no dense layer")]
+    return [(pos, layer.name) for i, (pos, layer, _, _) in enumerate(flat)
+            if layer.has_state or (layer.has_params and layer.kind != L.DENSE)
+            or (i > first and not (layer.kind in (L.DENSE, L.MASK, L.RESHAPE) or isinstance(layer.kind, L.Elementwise)))]
+
+
+def _baseline_blocks(flat, x, train):
+    """The forward pass split into blocks, one per dense layer (``_unvectorisable(flat)`` is empty)."""
+    dense_at = [i for i, (_, layer, _, _) in enumerate(flat) if layer.kind == L.DENSE]
     a = x
-    for i in range(dense_at[0]):  # the prefix: untouched by any parameter
-        a = net.layers[i].apply(None, a, L.layer_rng(key, i))
-    blocks, p_index = [], 0
+    for _, layer, _, key in flat[:dense_at[0]]:  # the prefix: untouched by any parameter
+        a = layer.apply(None, None, a, train, key)[0]
+    blocks = []
     for number, start in enumerate(dense_at):
-        p = params[p_index]
-        p_index += 1
-        if type(p) is not dict or set(p) != {"W", "b"}:
-            return None
-        W, b = p["W"], p["b"]
-        pre = net.layers[start].apply(p, a, L.layer_rng(key, start))
-        if not np.array_equal(pre, a @ W + b):
-            return None
-        stop = dense_at[number + 1] if number + 1 < len(dense_at) else len(net.layers)
+        W, b = flat[start][2]["W"], flat[start][2]["b"]
+        pre = a @ W + b
+        stop = dense_at[number + 1] if number + 1 < len(dense_at) else len(flat)
         post, ops = pre, []
-        for i in range(start + 1, stop):
-            layer, kind = net.layers[i], kinds[i]
-            out = layer.apply(None, post, L.layer_rng(key, i))
-            if kind == "relu":
-                ops.append(("relu", None))
-            elif kind == "act":
-                ops.append(("act", layer))
-            elif kind == "dropout":
-                scale = np.asarray(layer.apply(None, np.ones_like(post), L.layer_rng(key, i)))
-                if not np.array_equal(out, post * scale):
-                    return None
+        for position, layer, _, key in flat[start + 1:stop]:
+            out = layer.apply(None, None, post, train, key)[0]
+            if isinstance(layer.kind, L.Elementwise):
+                ops.append(("fn", layer.kind.fn))
+            elif layer.kind == L.MASK:
+                scale = np.asarray(layer.apply(None, None, np.ones_like(post), train, key)[0])
                 if not np.all(scale == 1):
                     ops.append(("scale", scale))
-            elif out.shape != post.shape:  # a Flatten that is not the identity
-                return None
+            elif out.shape != post.shape:  # a reshape after a dense layer is the identity on (B, n)
+                raise ValueError(f"layer {position} ({layer.name}) changes the shape of a dense layer's output")
             post = out
         blocks.append(_Block(W, b, a, pre, post, tuple(ops)))
         a = post
@@ -320,16 +316,13 @@ def _baseline_blocks(net, params, x, key):
 
 
 def _apply_ops(ops, values, gather, in_place=False):
-    """The block's elementwise ops on ``values``; ``gather(S)`` picks the dropout multipliers matching ``values``.
+    """The block's elementwise layers on ``values``; ``gather(S)`` picks the dropout multipliers matching ``values``.
 
-    ``in_place`` lets it overwrite ``values``. ReLU as ``maximum(x, 0)`` gives the
-    values of ``functions.relu`` (they differ at most in the sign of a zero).
+    ``in_place`` lets it overwrite ``values``.
     """
     for kind, what in ops:
-        if kind == "relu":
-            values = np.maximum(values, 0.0, out=values if in_place else None)
-        elif kind == "act":
-            values = np.asarray(what.apply(None, values))
+        if kind == "fn":
+            values = np.asarray(what(values))
         elif in_place:
             values *= gather(what)
         else:
@@ -372,27 +365,37 @@ def _push(blocks, start, pre, rows):
     return values
 
 
-def network_full_grad(net, params, x, t, key=None, max_bytes=DEFAULT_MAX_BYTES):
-    """Full central-difference gradient of ``net.loss(params, x, t, key)``, vectorised: pytree -> float64 pytree.
+def network_full_grad(net, params, x, t, key=None, state=None, train=False, max_bytes=DEFAULT_MAX_BYTES):
+    """Full central-difference gradient of ``net.loss(params, x, t, key, state=state, train=train)``: pytree -> float64 pytree.
 
-    Each perturbation of ``W_k[i, j]`` (or ``b_k[j]``) changes only column j
-    of layer k's pre-activation, by ``±h * input[:, i]``; after the elementwise
-    ops only that column changes, so the next pre-activation gets a rank-1
-    update, and only the batch rows whose column actually changed are pushed
-    through the rest of the network, in stacks bounded by ``max_bytes``. Rows
-    that do not change contribute exactly zero to ``f(+h) - f(-h)``, which is
-    accumulated per row (the loss is a mean over rows, each row's term in
-    ``cross_entropy``'s own halved form) plus the weight
-    penalty's difference at the one perturbed entry. Deterministic for given
-    arguments. Layers it cannot vectorise fall back to the element loop.
+    Vectorised for networks whose layers declare themselves dense, elementwise,
+    a mask or a reshape (``layers.Layer.kind``). Each perturbation of
+    ``W_k[i, j]`` (or ``b_k[j]``) changes only column j of layer k's output, by
+    ``±h * input[:, i]``; after the elementwise layers only that column changes,
+    so the next layer's output gets a rank-1 update, and only the batch rows
+    whose column actually changed are pushed through the rest of the network,
+    in stacks bounded by ``max_bytes``. Rows that do not change contribute
+    exactly zero to ``f(+h) - f(-h)``, which is accumulated per row (the loss
+    is a mean over rows, each row's term in ``cross_entropy``'s own halved
+    form) plus the weight penalty's difference at the one perturbed entry.
+    Deterministic for given arguments. A network with other layers (opaque,
+    or with state) is differentiated by the element loop, with a
+    ``SlowPathWarning`` naming those layers.
     """
-    net64, params64, x64, t = as_float64(net, params, x, t)
-    net64.loss(params64, x64, t, key)  # validates t and key with the usual clear errors
-    blocks = _baseline_blocks(net64, params64, x64, key)
-    if blocks is None:
+    net64, params64, x64, t, state64 = as_float64(net, params, x, t, state, train, key)
+    net64.batch_loss(params64, x64, t, state64, train, key)  # bad targets or key: the usual clear errors
+    flat = _flat_layers(net64, params64, train, key)
+    bad = _unvectorisable(flat)
+    if bad:
+        names = ", ".join(f"layer {i} ({name})" for i, name in bad)
+        warnings.warn(f"the vectorised numerical path cannot use {names}: it declares no structure that path "
+                      f"knows (layers.Layer.kind) or keeps state; using the element-by-element loop (slow)",
+                      SlowPathWarning, stacklevel=2)
+        loss = functools.partial(net64.loss, key=key, state=state64, train=train)
         leaves = _float64_leaves(params64)
         paths = [path for path, _ in tree_leaves_with_paths(params64)]
-        return tree_unflatten(params, _loop(net64.loss, params64, leaves, paths, (x64, t, key), None))
+        return tree_unflatten(params, _loop(loss, params64, leaves, paths, (x64, t), None))
+    blocks = _baseline_blocks(flat, x64, train)
     batch, classes = blocks[-1].post.shape
     labels, targets = _targets(t, batch, classes)
     widest = max(max(b.W.shape) for b in blocks)
