@@ -117,3 +117,17 @@ def test_out_that_is_a_directory_or_below_a_file_fails_before_loading(tmp_path, 
         assert cli.main(["train", "--quick", "--data-dir", str(tmp_path / "nothing"), "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert message in err and "Put the four files" not in err
+
+
+def test_batch_norm_run_saves_the_running_statistics_and_resumes(tmp_path, capsys):
+    out = str(tmp_path / "bn.npz")
+    args = ["train", "--quick", "--no-progress", "--hidden", "16,16", "--batch-norm", "--batch-size", "50",
+            "--out", out]
+    assert cli.main(args + ["--iterations", "3"]) == 0
+    assert "+ batch norm" in capsys.readouterr().out
+    with np.load(out, allow_pickle=False) as f:
+        means = [f[f"state[{i}]['mean']"] for i in range(2)]
+        assert [m.shape for m in means] == [(16,), (16,)]
+        assert all(np.any(m != 0) for m in means)  # three training steps moved them off their start
+    assert cli.main(args + ["--iterations", "5", "--resume"]) == 0
+    assert "after 5 iterations" in capsys.readouterr().out

@@ -35,6 +35,8 @@ def register(subparsers):
                         help="he, xavier, glorot, or a std such as 0.01")
     parser.add_argument("--weight-decay", type=_args.non_negative_float, default=0.0, help="L2 strength λ")
     parser.add_argument("--dropout", type=_args.rate, default=0.0, help="dropout rate after each hidden layer")
+    parser.add_argument("--batch-norm", action="store_true",
+                        help="BatchNorm after each hidden Dense layer (the book's MultiLayerNetExtend)")
     parser.add_argument("--optimizer", default="adam", choices=list(optimizers.NAMES), help="update rule")
     parser.add_argument("--lr", type=_args.positive_float,
                         help="learning rate (default: the optimizer's: 0.001 Adam, else 0.01)")
@@ -89,7 +91,7 @@ def run(args):
 
     checkpoint = _check_arguments(args)
     net = mg.mlp(INPUT_SIZE, args.hidden, CLASSES, activation=args.activation, init=args.init,
-                 weight_decay=args.weight_decay, dropout=args.dropout, dtype=args.dtype)
+                 weight_decay=args.weight_decay, dropout=args.dropout, batch_norm=args.batch_norm, dtype=args.dtype)
     hyper = {} if args.lr is None else {"lr": args.lr}
     optimizer = mg.optimizers.get(args.optimizer, **hyper)
     epochs, iterations = args.epochs, args.iterations
@@ -101,7 +103,8 @@ def run(args):
         x, t, xt, tt = x[:QUICK_TRAIN], t[:QUICK_TRAIN], xt[:QUICK_TEST], tt[:QUICK_TEST]
     resuming = args.resume and os.path.exists(checkpoint)
     sizes = "-".join(map(str, [INPUT_SIZE, *args.hidden, CLASSES]))
-    print(f"net: {sizes} {args.activation}, init {args.init}, λ {args.weight_decay:g}, dropout {args.dropout:g}, "
+    print(f"net: {sizes} {args.activation}{' + batch norm' if args.batch_norm else ''}, init {args.init}, "
+          f"λ {args.weight_decay:g}, dropout {args.dropout:g}, "
           f"{args.dtype}; optimizer {args.optimizer} {hyper or '(defaults)'}; batch {args.batch_size}; "
           + (f"{epochs} epochs" if epochs else f"{iterations} iterations")
           + f"; method {args.method}; seed {args.seed}" + (f"; resuming from {checkpoint}" if resuming else ""))
