@@ -4,6 +4,7 @@ from .functions import (cross_entropy, log_softmax, logsumexp, mean_squared_erro
                         softmax, tanh)
 from .gradients import grad, value_and_grad
 from .gradients.check import GradientCheckError, GradientReport, check_gradients
+from .gradients.check_layer import check_layer
 from .gradients.numerical import numerical_grad
 from .layers import BatchNorm, Dense, Dropout, Elementwise, Flatten, Layer, Relu, Sigmoid, Tanh, elementwise, serial
 from .network import Network, mlp
