@@ -113,3 +113,32 @@ def plot_accuracy_curves(result, path=None):
     if path is not None:
         save_png(fig, path)
     return fig
+
+
+def plot_batch_norm_grid(result, path=None):
+    """The book's Batch Normalization figure: a grid, one panel per weight scale, training accuracy per epoch."""
+    scales = result["scales"]
+    cols = 4
+    rows = -(-len(scales) // cols)
+    fig = new_figure((12, 2.6 * rows))
+    for i, std in enumerate(scales):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.plot(result["epoch"], result["train_acc"]["batch_norm"][i], label="with BatchNorm")
+        ax.plot(result["epoch"], result["train_acc"]["plain"][i], linestyle="--", label="without")
+        for row, (name, diverged) in enumerate(result.get("diverged_at", {}).items()):
+            if diverged[i]:
+                ax.text(0.03, 0.92 - 0.1 * row, f"{name.replace('_', ' ')}: diverged at iteration {diverged[i]}",
+                        transform=ax.transAxes, fontsize=7)
+        ax.set_title(f"W std {std:.3g}", fontsize=9)
+        ax.set_ylim(0, 1.0)
+        if i % cols:
+            ax.set_yticklabels([])
+        else:
+            ax.set_ylabel("train accuracy")
+        if i >= len(scales) - cols:
+            ax.set_xlabel("epoch")
+        if i == len(scales) - 1:
+            ax.legend(loc="lower right", fontsize=8)
+    if path is not None:
+        save_png(fig, path)
+    return fig
