@@ -402,7 +402,7 @@ def leaf_layers(layers, params, state, key, prefix=(), top_index=None):
             index = count if not prefix else top_index
             count += 1
         if layer.has_state:
-            s = next(s_entries)
+            s = next(s_entries, None)  # None when no state was given (a walk that does not need it)
         if layer.layers:
             yield from leaf_layers(layer.layers, p, s, layer_rng(key, i), prefix + (i,), index)
         else:

@@ -88,3 +88,18 @@ def test_choices_come_from_the_registries(capsys):
 def test_helper_modules_are_not_subcommands():
     choices = cli.build_parser()._subparsers._group_actions[0].choices
     assert "train" in choices and not [name for name in choices if name.startswith("_")]
+
+
+def test_batch_norm_network_passes_in_training_mode(capsys):
+    status = cli.main(["gradcheck", "--input-size", "12", "--hidden", "6,5", "--output-size", "3", "--batch", "8",
+                       "--batch-norm", "--activation", "tanh"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "batch norm" in out and "['gamma']" in out and "['beta']" in out
+
+
+def test_batch_norm_with_a_batch_of_one_is_a_clear_error(capsys):
+    status = cli.main(["gradcheck", "--input-size", "12", "--hidden", "6", "--output-size", "3", "--batch", "1",
+                       "--batch-norm"])
+    assert status == 2
+    assert "at least 2 examples" in capsys.readouterr().err

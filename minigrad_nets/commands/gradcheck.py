@@ -28,6 +28,10 @@ def register(subparsers):
     parser.add_argument("--weight-decay", type=_args.non_negative_float, default=0.0, help="L2 strength λ")
     parser.add_argument("--dropout", type=_args.rate, default=0.0,
                         help="dropout rate after each hidden layer (the mask is fixed by --seed)")
+    parser.add_argument("--batch-norm", action="store_true",
+                        help="BatchNorm after each hidden Dense layer, checked in training mode (the book's "
+                             "batch_norm_gradient_check.py; it checks one image, where BatchNorm's batch variance "
+                             "is 0 — use a --batch of 2 or more)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                         help="the network's dtype (the check itself always runs in float64)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
@@ -68,7 +72,7 @@ def run(args):
     if args.data == "mnist" and (args.input_size != 784 or args.output_size != 10):
         raise ValueError("--data mnist needs --input-size 784 and --output-size 10")
     net = mg.mlp(args.input_size, args.hidden, args.output_size, activation=args.activation, init=args.init,
-                 weight_decay=args.weight_decay, dropout=args.dropout, dtype=args.dtype)
+                 weight_decay=args.weight_decay, dropout=args.dropout, batch_norm=args.batch_norm, dtype=args.dtype)
     params = net.init(args.seed)
     x, t = _batch(args, np.random.default_rng([args.seed, 1]))
     key = args.seed if args.dropout else None
@@ -77,7 +81,8 @@ def run(args):
                                 seed=args.seed, key=key, state=net.init_state(), train=True, samples=args.samples)
     elapsed = time.perf_counter() - start
     sizes = ",".join(map(str, [args.input_size, *args.hidden, args.output_size]))
-    print(f"network {sizes} ({args.activation}, init {args.init}, λ={args.weight_decay:g}, "
+    print(f"network {sizes} ({args.activation}{', batch norm' if args.batch_norm else ''}, init {args.init}, "
+          f"λ={args.weight_decay:g}, "
           f"dropout {args.dropout:g}, {args.dtype}); batch {args.batch} ({args.data}); "
           f"{sum(int(np.prod(s)) for _, s in net.param_shapes())} params; checked in {elapsed:.2f} s")
     print(report)
