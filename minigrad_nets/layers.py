@@ -204,26 +204,35 @@ def dropout_scale(key, shape, rate, dtype):
     return keep.astype(dtype) / np.asarray(1.0 - rate, dtype=dtype)
 
 
-def Dropout(rate):
-    """Inverted dropout: in training, zero each unit with probability ``rate`` and scale the rest by 1/(1-rate).
+def Dropout(rate, scale_at="train"):
+    """Dropout: in training, zero each unit with probability ``rate``. Shape in = shape out.
 
-    Shape in = shape out. In inference (``train=False``) it is the identity.
-    Training needs a ``key``: the mask is drawn from it.
+    ``scale_at='train'`` (the default, "inverted" dropout): the kept units are
+    scaled by 1/(1-rate) in training and inference is the identity, so a
+    trained network is used as it is. ``scale_at='test'``: the book's
+    convention (ch06/overfit_dropout.py): no scaling in training, every unit
+    times (1-rate) in inference. Both give the same expected activations; they
+    differ in which mode pays for it. Training needs a ``key``: the mask is drawn from it.
     """
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
         raise TypeError(f"dropout rate must be a number (the probability of dropping), got {rate!r}")
     rate = float(rate)
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout rate is the probability of dropping and must be in [0, 1), got {rate}")
-    name = f"Dropout({rate:g})"
+    if scale_at not in ("train", "test"):
+        raise ValueError(f"scale_at must be 'train' (inverted dropout) or 'test' (the book's), got {scale_at!r}")
+    name = f"Dropout({rate:g})" if scale_at == "train" else f"Dropout({rate:g}, scale_at='test')"
 
     def scale(x, train, key):
-        """The multiplier for x, or None when the layer is the identity (inference, or rate 0)."""
-        if not train or rate == 0.0:
+        """The multiplier for x, or None when the layer is the identity."""
+        if rate == 0.0 or (not train and scale_at == "train"):
             return None
+        if not train:
+            return np.asarray(1.0 - rate, dtype=_dtype_of(x))
         if key is None:
             raise ValueError(f"{name} in training mode needs a dropout key (a seed): pass key=...")
-        return dropout_scale(key, anp.shape(x), rate, _dtype_of(x))
+        mask = dropout_scale(key, anp.shape(x), rate, _dtype_of(x))
+        return mask if scale_at == "train" else (mask != 0).astype(mask.dtype)
 
     def apply(params, state, x, train, key):
         s = scale(x, train, key)

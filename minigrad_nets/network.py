@@ -271,12 +271,13 @@ def _check_tree(template, tree, name, dtype, fix):
 
 
 def mlp(input_size, hidden_sizes, output_size, activation="relu", init="he",
-        weight_decay=0.0, dropout=0.0, batch_norm=False, dtype="float64"):
+        weight_decay=0.0, dropout=0.0, batch_norm=False, dtype="float64", dropout_scale_at="train"):
     """A multi-layer perceptron: Dense [-> BatchNorm] -> activation [-> Dropout] for each hidden size, then Dense.
 
     ``mlp(784, [50], 10, activation='sigmoid', init=0.01)`` is the book's
     TwoLayerNet; ``mlp(784, [100] * 4, 10)`` its MultiLayerNet (He, ReLU);
-    ``batch_norm=True`` its MultiLayerNetExtend's layer order.
+    ``batch_norm=True`` its MultiLayerNetExtend's layer order;
+    ``dropout_scale_at='test'`` its dropout convention (see ``Dropout``).
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")

@@ -131,3 +131,10 @@ def test_batch_norm_run_saves_the_running_statistics_and_resumes(tmp_path, capsy
         assert all(np.any(m != 0) for m in means)  # three training steps moved them off their start
     assert cli.main(args + ["--iterations", "5", "--resume"]) == 0
     assert "after 5 iterations" in capsys.readouterr().out
+
+
+def test_book_style_dropout_trains(capsys):
+    argv = ["train", "--quick", "--no-progress", "--hidden", "10", "--iterations", "3", "--dropout", "0.2",
+            "--dropout-style", "book"]
+    assert cli.main(argv) == 0
+    assert "final test accuracy" in capsys.readouterr().out

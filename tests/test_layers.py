@@ -183,3 +183,18 @@ def test_elementwise_builds_a_one_line_layer():
     np.testing.assert_array_equal(y, [[-0.2, 3.0]])
     np.testing.assert_array_equal(leaky.backward(None, cache, np.ones_like(x), True)[1], [[0.1, 1.0]])
     assert leaky.kind.kinks == (0.0,) and not leaky.has_params
+
+
+def test_the_books_dropout_scales_at_test_time_instead():
+    book = Dropout(0.25, scale_at="test")
+    x = np.full((200, 100), 2.0)
+    y, _ = book.apply(None, None, x, True, 11)
+    inverted, _ = Dropout(0.25).apply(None, None, x, True, 11)
+    np.testing.assert_array_equal(y != 0, inverted != 0)  # the same mask from the same key
+    np.testing.assert_array_equal(y[y != 0], 2.0)  # kept units unscaled in training
+    np.testing.assert_array_equal(book.apply(None, None, x, False, None)[0], 1.5)  # 2 * (1 - 0.25) in inference
+    _, cache, _ = book.forward(None, None, x, True, 11)
+    np.testing.assert_array_equal(book.backward(None, cache, np.ones_like(x), True)[1], (y != 0).astype(float))
+    assert mg.check_layer(book, (6, 5)).ok and mg.check_layer(book, (6, 5), train=False).ok
+    with pytest.raises(ValueError, match="scale_at must be"):
+        Dropout(0.5, scale_at="inference")

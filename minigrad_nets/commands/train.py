@@ -35,6 +35,8 @@ def register(subparsers):
                         help="he, xavier, glorot, or a std such as 0.01")
     parser.add_argument("--weight-decay", type=_args.non_negative_float, default=0.0, help="L2 strength λ")
     parser.add_argument("--dropout", type=_args.rate, default=0.0, help="dropout rate after each hidden layer")
+    parser.add_argument("--dropout-style", choices=["inverted", "book"], default="inverted",
+                        help="inverted: scale kept units by 1/(1-rate) in training; book: scale by (1-rate) at test")
     parser.add_argument("--batch-norm", action="store_true",
                         help="BatchNorm after each hidden Dense layer (the book's MultiLayerNetExtend)")
     parser.add_argument("--optimizer", default="adam", choices=list(optimizers.NAMES), help="update rule")
@@ -91,7 +93,8 @@ def run(args):
 
     checkpoint = _check_arguments(args)
     net = mg.mlp(INPUT_SIZE, args.hidden, CLASSES, activation=args.activation, init=args.init,
-                 weight_decay=args.weight_decay, dropout=args.dropout, batch_norm=args.batch_norm, dtype=args.dtype)
+                 weight_decay=args.weight_decay, dropout=args.dropout, batch_norm=args.batch_norm, dtype=args.dtype,
+                 dropout_scale_at="test" if args.dropout_style == "book" else "train")
     hyper = {} if args.lr is None else {"lr": args.lr}
     optimizer = mg.optimizers.get(args.optimizer, **hyper)
     epochs, iterations = args.epochs, args.iterations
