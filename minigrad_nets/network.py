@@ -298,6 +298,6 @@ def mlp(input_size, hidden_sizes, output_size, activation="relu", init="he",
             layers.append(BatchNorm())
         layers.append(ACTIVATIONS[activation])
         if dropout:
-            layers.append(Dropout(dropout))
+            layers.append(Dropout(dropout, scale_at=dropout_scale_at))
     layers.append(Dense(sizes[-1], init))
     return Network(tuple(layers), (sizes[0],), sizes[-1], float(weight_decay), np.dtype(dtype))
