@@ -51,7 +51,7 @@ def labels_or_targets(t, batch_shape, num_classes, name="t"):
         return "labels", t
     if t.shape == tuple(batch_shape) + (num_classes,):
         if t.dtype.kind != "f":
-            raise TypeError(f"one-hot / probability targets must be float, got dtype {t.dtype}")
+            t = _integer_one_hot(t, name)
         if not np.all(np.isfinite(t)) or np.any(t < 0):
             raise ValueError(f"targets {name} must be finite and non-negative")
         sums = t.sum(axis=-1)
@@ -66,6 +66,29 @@ def labels_or_targets(t, batch_shape, num_classes, name="t"):
     if t.ndim == len(batch_shape) and t.ndim == 1:
         raise ValueError(f"label count {t.shape[0]} does not match batch size {batch_shape[0]}")
     raise ValueError(f"targets {name} have shape {t.shape}; expected {expected}")
+
+
+def _integer_one_hot(t, name):
+    """Integer one-hot rows, as the book writes them (``t = np.array([0, 0, 1])``), as float targets."""
+    rows = t.reshape(-1, t.shape[-1])
+    bad = np.flatnonzero(~np.all((rows == 0) | (rows == 1), axis=-1) | (rows.sum(axis=-1) != 1))
+    if bad.size:
+        raise ValueError(f"integer targets {name} of shape {t.shape} must be one-hot rows (0s and a single 1), "
+                         f"but row {bad[0]} is {rows[bad[0]].tolist()}; pass labels of shape {t.shape[:-1]} "
+                         f"or float probability rows")
+    return t.astype(np.float64)
+
+
+def raw_pixel_warning(x, name="x"):
+    """A message when ``x`` looks like unscaled 0..255 pixel values (uint8, or whole floats up to 255), else None."""
+    x = np.asarray(x)
+    if x.size == 0 or x.dtype.kind not in "uif":
+        return None
+    low, high = float(x.min()), float(x.max())
+    if x.dtype == np.uint8 or (1.5 < high <= 255 and low >= 0 and np.array_equal(x, np.round(x))):
+        return (f"{name} holds values from {low:g} to {high:g}: raw pixel values? The book's networks expect "
+                f"pixels scaled to [0, 1] (as load_mnist(normalize=True) gives them): divide by 255")
+    return None
 
 
 def labels_unless_soft(t, batch_shape, num_classes, name="t"):

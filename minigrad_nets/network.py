@@ -172,7 +172,8 @@ class Network:
         x, single = self.check_input(x)
         if single:
             t = np.asarray(getval(t))
-            if t.ndim == 0 or (t.ndim == 1 and t.dtype.kind == "f"):  # a label, or a one-hot row
+            if t.ndim == 0 or (t.ndim == 1 and (t.dtype.kind == "f" or t.shape == (self.output_size,) != (1,))):
+                # a label, or a one-hot row (floats, or the book's integers: t = np.array([0, 0, 1]))
                 t = t[None]
         return x, t
 

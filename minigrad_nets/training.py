@@ -16,13 +16,14 @@ training, also when resuming.
 import json
 import math
 import os
+import warnings
 import zlib
 from typing import NamedTuple
 
 import numpy as np
 
 from .atomic import atomic_write, check_writable_file
-from .checks import labels_or_targets
+from .checks import labels_or_targets, raw_pixel_warning
 from .gradients import TRAINING_METHOD, check_method, value_and_grad
 from .tree import check_same_shapes, tree_leaves_with_paths, tree_unflatten
 
@@ -87,6 +88,9 @@ def _as_dataset(data, net, name):
     if len(x) == 0:
         raise ValueError(f"{name} is empty")
     labels_or_targets(t, (len(x),), net.output_size, f"{name} t")
+    hint = raw_pixel_warning(x, f"{name} x")
+    if hint:
+        warnings.warn(hint, stacklevel=3)
     return x.astype(net.dtype, copy=False), t
 
 

@@ -1,4 +1,6 @@
 """mlp / Network: structure, the book's networks, determinism, gradients, and errors on bad input."""
+import warnings
+
 import autograd
 import numpy as np
 import pytest
@@ -265,3 +267,35 @@ def test_mlp_argument_types(kwargs, error):
     args = dict(input_size=4, hidden_sizes=[5], output_size=3) | kwargs
     with pytest.raises(error):
         mg.mlp(**args)
+
+
+def test_integer_one_hot_targets_as_the_book_writes_them_give_the_labels_loss():
+    net = mg.mlp(4, [3], 3)
+    params = net.init(0)
+    x = np.random.default_rng(0).random((4, 4))
+    labels = np.array([2, 0, 1, 2])
+    one_hot = np.eye(3, dtype=int)[labels]
+    assert net.loss(params, x, one_hot) == net.loss(params, x, labels)
+    # simpleNet: one example and t = np.array([0, 0, 1])
+    assert net.loss(params, x[0], np.array([0, 0, 1])) == net.loss(params, x[:1], np.array([2]))
+    for method in ("autograd", "backprop", "autograd-fused"):
+        np.testing.assert_array_equal(mg.grad(net, params, x, one_hot, method=method)[0]["W"],
+                                      mg.grad(net, params, x, labels, method=method)[0]["W"])
+
+
+def test_integer_targets_that_are_not_one_hot_are_a_clear_error():
+    net = mg.mlp(4, [3], 3)
+    with pytest.raises(ValueError, match=r"must be one-hot rows.*row 1 is \[1, 1, 0\]"):
+        net.loss(net.init(0), np.ones((2, 4)), np.array([[0, 0, 1], [1, 1, 0]]))
+
+
+def test_raw_pixel_values_get_a_warning_naming_the_range_and_the_fix():
+    net = mg.mlp(6, [3], 2)
+    x = np.random.default_rng(0).integers(0, 256, (10, 6))
+    t = np.arange(10) % 2
+    for images in (x.astype(np.uint8), x.astype(np.float32)):
+        with pytest.warns(UserWarning, match=r"train_data x holds values from \d+ to 25\d.*divide by 255"):
+            mg.fit(net, net.init(0), mg.sgd(), (images, t), iterations=1, batch_size=5, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mg.fit(net, net.init(0), mg.sgd(), (x / 255, t), iterations=1, batch_size=5, progress=False)
