@@ -7,7 +7,8 @@ from .gradients.check import GradientCheckError, GradientReport, check_gradients
 from .gradients.check_layer import check_layer
 from .gradients.numerical import numerical_grad
 from .layers import BatchNorm, Dense, Dropout, Elementwise, Flatten, Layer, Relu, Sigmoid, Tanh, elementwise, serial
-from .network import Network, mlp
+from .conv import AvgPool2D, Conv2D, MaxPool2D
+from .network import Network, mlp, simple_convnet
 from . import datasets, optimizers
 from .optimizers import Optimizer, adagrad, adam, momentum, nesterov, rmsprop, sgd
 from .training import FitResult, NonFiniteLossError, fit

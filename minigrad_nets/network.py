@@ -9,7 +9,8 @@ from autograd.tracer import getval
 
 from . import functions
 from .checks import all_finite, as_float_array, labels_or_targets
-from .layers import BatchNorm, Dense, Dropout, Relu, Sigmoid, Tanh, serial
+from .conv import Conv2D, MaxPool2D
+from .layers import BatchNorm, Dense, Dropout, Flatten, Relu, Sigmoid, Tanh, serial
 from .tree import check_same_structure, tree_leaves_with_keys, tree_leaves_with_paths, tree_map, tree_unflatten
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
@@ -302,3 +303,18 @@ def mlp(input_size, hidden_sizes, output_size, activation="relu", init="he",
             layers.append(Dropout(dropout, scale_at=dropout_scale_at))
     layers.append(Dense(sizes[-1], init))
     return Network(tuple(layers), (sizes[0],), sizes[-1], float(weight_decay), np.dtype(dtype))
+
+
+def simple_convnet(input_shape=(1, 28, 28), filters=30, kernel=5, stride=1, pad=0, hidden=100, output_size=10,
+                   init="he", weight_decay=0.0, dtype="float64"):
+    """The book's SimpleConvNet: Conv -> Relu -> MaxPool 2x2 -> Flatten -> Dense(hidden) -> Relu -> Dense(output_size).
+
+    Input (B, *input_shape), e.g. MNIST as ``load_mnist(flatten=False)`` gives
+    it, (B, 1, 28, 28). The defaults are the book's ch07 network (30 filters
+    5x5, stride 1, pad 0; 100 hidden units), with He initialisation;
+    ``simple_convnet((1, 10, 10), filters=10, kernel=3, hidden=10)`` is its
+    ch07/gradient_check.py network.
+    """
+    layers = (Conv2D(filters, kernel, stride, pad, init), Relu, MaxPool2D(2, 2), Flatten,
+              Dense(hidden, init), Relu, Dense(output_size, init))
+    return Network(layers, tuple(input_shape), output_size, float(weight_decay), np.dtype(dtype))
