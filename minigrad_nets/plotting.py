@@ -142,3 +142,25 @@ def plot_batch_norm_grid(result, path=None):
     if path is not None:
         save_png(fig, path)
     return fig
+
+
+def plot_filters(result, path=None, columns=10):
+    """The book's visualize_filter.py figure: first-layer filters before (top) and after (bottom) training.
+
+    ``result`` holds 'filters_before' and 'filters_after', each (F, kh, kw); every
+    filter is drawn in gray levels scaled to its own range (dark = large), as the book's.
+    """
+    panels = (("filters_before", "at initialisation"),
+              ("filters_after", f"after training ({result['config']['iterations']} iterations, "
+                                f"test accuracy {result['test_acc']:.4f})"))
+    count = len(result["filters_before"])
+    rows = -(-count // columns)
+    fig = new_figure((columns, 2 * (rows + 0.5)))
+    for sub, (key, title) in zip(fig.subfigures(2, 1), panels):
+        sub.suptitle(title)
+        for i, kernel in enumerate(result[key]):
+            ax = sub.add_subplot(rows, columns, i + 1, xticks=[], yticks=[])
+            ax.imshow(kernel, cmap="gray_r", interpolation="nearest")
+    if path is not None:
+        save_png(fig, path)
+    return fig

@@ -1,4 +1,4 @@
-"""The ``train`` subcommand: train an MLP on MNIST or Fashion-MNIST with ``fit`` and report accuracies."""
+"""The ``train`` subcommand: train an MLP or the book's SimpleConvNet on MNIST / Fashion-MNIST with ``fit``."""
 import os
 import sys
 import time
@@ -13,13 +13,18 @@ QUICK_TRAIN, QUICK_TEST, QUICK_ITERATIONS = 1000, 500, 20
 DEFAULT_EPOCHS = 5
 DATASETS = {"mnist": "mnist", "fashion": "fashion_mnist"}  # --dataset choice -> datasets.load name
 INPUT_SIZE, CLASSES = 784, 10  # both datasets: 28x28 images, 10 classes
+IMAGE_SHAPE = (1, 28, 28)  # what the convnet takes: (channels, height, width)
+MODELS = ("mlp", "convnet")
+DEFAULT_HIDDEN = {"mlp": [100, 100], "convnet": [100]}
 
 
 def register(subparsers):
     """Add the ``train`` subcommand."""
     parser = subparsers.add_parser(
-        "train", help="train an MLP on MNIST / Fashion-MNIST and print per-epoch accuracies",
-        description="Train an MLP with minibatch gradient descent and print train / test accuracy per epoch. "
+        "train", help="train an MLP or a convnet on MNIST / Fashion-MNIST and print per-epoch accuracies",
+        description="Train an MLP (--model mlp) or the book's SimpleConvNet (--model convnet: conv 30 filters 5x5, "
+                    "ReLU, max-pool 2x2, Dense 100, ReLU, Dense 10) with minibatch gradient descent and print "
+                    "train / test accuracy per epoch. "
                     "MNIST is read from --data-dir, else $MINIGRAD_NETS_DATA, else the user cache; when none "
                     "holds it, the 10,000-image subset shipped with the package is used (with --download the "
                     "full set is fetched first).",
@@ -27,18 +32,22 @@ def register(subparsers):
     parser.add_argument("--data-dir", metavar="DIR", help="directory holding the four IDX files")
     parser.add_argument("--download", action="store_true", help="download the dataset when it is not found")
     parser.add_argument("--dataset", choices=list(DATASETS), default="mnist", help="which images")
-    parser.add_argument("--hidden", type=_args.hidden_sizes, default=[100, 100], metavar="N,N,...",
-                        help="hidden layer sizes, comma-separated")
+    parser.add_argument("--model", choices=MODELS, default="mlp",
+                        help="mlp, or convnet: the book's SimpleConvNet on 1x28x28 images")
+    parser.add_argument("--hidden", type=_args.hidden_sizes, metavar="N,N,...",
+                        help="hidden layer sizes, comma-separated (default 100,100; with --model convnet one "
+                             "size, the Dense layer after the pooling, default 100)")
     parser.add_argument("--activation", choices=list(ACTIVATIONS), default="relu",
-                        help="hidden-layer activation")
+                        help="hidden-layer activation (mlp only)")
     parser.add_argument("--init", type=_args.init_spec, default="he",
                         help="he, xavier, glorot, or a std such as 0.01")
     parser.add_argument("--weight-decay", type=_args.non_negative_float, default=0.0, help="L2 strength λ")
-    parser.add_argument("--dropout", type=_args.rate, default=0.0, help="dropout rate after each hidden layer")
+    parser.add_argument("--dropout", type=_args.rate, default=0.0,
+                        help="dropout rate after each hidden layer (mlp only)")
     parser.add_argument("--dropout-style", choices=["inverted", "book"], default="inverted",
                         help="inverted: scale kept units by 1/(1-rate) in training; book: scale by (1-rate) at test")
     parser.add_argument("--batch-norm", action="store_true",
-                        help="BatchNorm after each hidden Dense layer (the book's MultiLayerNetExtend)")
+                        help="BatchNorm after each hidden Dense layer (the book's MultiLayerNetExtend; mlp only)")
     parser.add_argument("--optimizer", default="adam", choices=list(optimizers.NAMES), help="update rule")
     parser.add_argument("--lr", type=_args.positive_float,
                         help="learning rate (default: the optimizer's: 0.001 Adam, else 0.01)")
@@ -84,7 +93,33 @@ def _check_arguments(args):
         if os.path.isdir(checkpoint):
             raise IsADirectoryError(f"--out {args.out}: the checkpoint path {checkpoint} is a directory")
         _args.check_output_dir(os.path.dirname(checkpoint) or ".", "--out")
+    if args.hidden is None:
+        args.hidden = DEFAULT_HIDDEN[args.model]
+    if args.model == "convnet":
+        mlp_only = [flag for flag, used in (("--batch-norm", args.batch_norm), ("--dropout", args.dropout > 0),
+                                            ("--activation", args.activation != "relu")) if used]
+        if mlp_only:
+            raise ValueError(f"{', '.join(mlp_only)}: only for --model mlp (the convnet is the book's, with ReLU)")
+        if len(args.hidden) != 1:
+            raise ValueError(f"--model convnet has one hidden Dense layer: give --hidden one size, "
+                             f"got {','.join(map(str, args.hidden)) or 'none'}")
     return checkpoint
+
+
+def build_network(args):
+    """The network the arguments describe, and a one-line description of it."""
+    import minigrad_nets as mg
+
+    if args.model == "convnet":
+        net = mg.simple_convnet(IMAGE_SHAPE, hidden=args.hidden[0], output_size=CLASSES, init=args.init,
+                                weight_decay=args.weight_decay, dtype=args.dtype)
+        return net, " -> ".join(layer.name for layer in net.layers) + f", init {args.init}, λ {args.weight_decay:g}"
+    net = mg.mlp(INPUT_SIZE, args.hidden, CLASSES, activation=args.activation, init=args.init,
+                 weight_decay=args.weight_decay, dropout=args.dropout, batch_norm=args.batch_norm, dtype=args.dtype,
+                 dropout_scale_at="test" if args.dropout_style == "book" else "train")
+    sizes = "-".join(map(str, [INPUT_SIZE, *args.hidden, CLASSES]))
+    return net, (f"{sizes} {args.activation}{' + batch norm' if args.batch_norm else ''}, init {args.init}, "
+                 f"λ {args.weight_decay:g}, dropout {args.dropout:g}")
 
 
 def run(args):
@@ -92,9 +127,7 @@ def run(args):
     import minigrad_nets as mg
 
     checkpoint = _check_arguments(args)
-    net = mg.mlp(INPUT_SIZE, args.hidden, CLASSES, activation=args.activation, init=args.init,
-                 weight_decay=args.weight_decay, dropout=args.dropout, batch_norm=args.batch_norm, dtype=args.dtype,
-                 dropout_scale_at="test" if args.dropout_style == "book" else "train")
+    net, description = build_network(args)
     hyper = {} if args.lr is None else {"lr": args.lr}
     optimizer = mg.optimizers.get(args.optimizer, **hyper)
     epochs, iterations = args.epochs, args.iterations
@@ -104,11 +137,10 @@ def run(args):
     ((x, t), (xt, tt)), _ = load_data(args, DATASETS[args.dataset])
     if args.quick:
         x, t, xt, tt = x[:QUICK_TRAIN], t[:QUICK_TRAIN], xt[:QUICK_TEST], tt[:QUICK_TEST]
+    if args.model == "convnet":  # the loader gives flat rows; the convnet takes images (a view, no copy)
+        x, xt = x.reshape((-1,) + IMAGE_SHAPE), xt.reshape((-1,) + IMAGE_SHAPE)
     resuming = args.resume and os.path.exists(checkpoint)
-    sizes = "-".join(map(str, [INPUT_SIZE, *args.hidden, CLASSES]))
-    print(f"net: {sizes} {args.activation}{' + batch norm' if args.batch_norm else ''}, init {args.init}, "
-          f"λ {args.weight_decay:g}, dropout {args.dropout:g}, "
-          f"{args.dtype}; optimizer {args.optimizer} {hyper or '(defaults)'}; batch {args.batch_size}; "
+    print(f"net: {description}, {args.dtype}; optimizer {args.optimizer} {hyper or '(defaults)'}; batch {args.batch_size}; "
           + (f"{epochs} epochs" if epochs else f"{iterations} iterations")
           + f"; method {args.method}; seed {args.seed}" + (f"; resuming from {checkpoint}" if resuming else ""))
 
