@@ -420,7 +420,8 @@ def print_report(report):
         print(f"{r['dtype']:8} {r['impl']:15} {r['median_ms']:9.2f} {r['min_ms']:7.2f} {r['max_ms']:7.2f} "
               f"{r['ratio_to_book']:6.2f} {r['ratio_to_backprop']:9.2f} {r['params_max_rel_diff_vs_book']:14.1e}")
     print("peak RSS (fresh process each): " + ", ".join(
-        f"{m['impl']}{'' if m['dtype'] == '-' else ' ' + m['dtype']} {m['peak_rss_mb']:.1f} MB" for m in report["memory"]))
+        f"{m['impl']}{'' if m['dtype'] == '-' else ' ' + m['dtype']} {m['peak_rss_mb']:.1f} MB"
+        for m in report["memory"]))
     for target in report["targets"]:
         print(f"target {target['name']} ({target['dtype']}): {target['value']:.2f} <= {target['limit']:g}: "
               f"{'met' if target['met'] else 'MISSED'}")

@@ -1,6 +1,5 @@
 """Smoke tests of ``minigrad-nets train --model convnet`` and ``minigrad-nets filters`` on the embedded MNIST subset."""
 import json
-import os
 
 import numpy as np
 import pytest

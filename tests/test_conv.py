@@ -45,7 +45,8 @@ def loop_conv(x, W, b, stride, pad):
         for g in range(f):
             for r in range(oh):
                 for c in range(ow):
-                    y[a, g, r, c] = b[g] + np.sum(W[g] * xp[a, :, r * stride:r * stride + kh, c * stride:c * stride + kw])
+                    window = xp[a, :, r * stride:r * stride + kh, c * stride:c * stride + kw]
+                    y[a, g, r, c] = b[g] + np.sum(W[g] * window)
     return y
 
 

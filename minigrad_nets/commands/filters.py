@@ -1,4 +1,4 @@
-"""The ``filters`` subcommand: the book's ch07/visualize_filter.py, the first-layer filters before and after training."""
+"""The ``filters`` subcommand: the book's ch07/visualize_filter.py, first-layer filters before and after training."""
 import os
 import sys
 import time

@@ -140,7 +140,8 @@ def run(args):
     if args.model == "convnet":  # the loader gives flat rows; the convnet takes images (a view, no copy)
         x, xt = x.reshape((-1,) + IMAGE_SHAPE), xt.reshape((-1,) + IMAGE_SHAPE)
     resuming = args.resume and os.path.exists(checkpoint)
-    print(f"net: {description}, {args.dtype}; optimizer {args.optimizer} {hyper or '(defaults)'}; batch {args.batch_size}; "
+    print(f"net: {description}, {args.dtype}; optimizer {args.optimizer} {hyper or '(defaults)'}; "
+          f"batch {args.batch_size}; "
           + (f"{epochs} epochs" if epochs else f"{iterations} iterations")
           + f"; method {args.method}; seed {args.seed}" + (f"; resuming from {checkpoint}" if resuming else ""))
 
