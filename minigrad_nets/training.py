@@ -16,16 +16,19 @@ training, also when resuming.
 import json
 import math
 import os
+import sys
 import warnings
 import zlib
+from importlib import import_module
 from typing import NamedTuple
 
 import numpy as np
 
 from .atomic import atomic_write, check_writable_file
-from .checks import labels_or_targets, raw_pixel_warning
-from .gradients import TRAINING_METHOD, check_method, value_and_grad
-from .tree import check_same_shapes, tree_leaves_with_paths, tree_unflatten
+from .checks import all_finite, labels_or_targets, raw_pixel_warning
+from .gradients import METHODS, TRAINING_METHOD, check_method, value_and_grad
+from .threads import parse as parse_threads, training_threads
+from .tree import check_same_shapes, tree_leaves_with_paths, tree_map, tree_unflatten
 
 CHECKPOINT_FORMAT = 2  # 2: network state saved, network described by its input shape
 EVAL_CHUNK = 1000  # rows per forward pass when measuring accuracy (a convnet chunk of 10,000 peaked at 2.5 GB)
@@ -88,6 +91,10 @@ def _as_dataset(data, net, name):
     if len(x) == 0:
         raise ValueError(f"{name} is empty")
     labels_or_targets(t, (len(x),), net.output_size, f"{name} t")
+    if x.dtype.kind == "f" and not all_finite(x):  # checked once here, so the steps need not check each batch
+        row, column = (int(i) for i in np.argwhere(~np.isfinite(x.reshape(len(x), -1)))[0])
+        raise ValueError(f"{name} x contains {x.reshape(len(x), -1)[row, column]} in example {row} "
+                         f"(entry {column} of it): inputs must be finite")
     hint = raw_pixel_warning(x, f"{name} x")
     if hint:
         warnings.warn(hint, stacklevel=3)
@@ -200,20 +207,25 @@ def load_checkpoint(path, params_like, opt_state_like, state_like=()):
 
 def fit(net, params, optimizer, train_data, *, state=None, test_data=None, epochs=None, iterations=None,
         batch_size=100, seed=0, method=TRAINING_METHOD, eval_every=None, eval_samples=None, progress=True,
-        checkpoint=None, checkpoint_every=None, resume=False, log=None):
+        checkpoint=None, checkpoint_every=None, resume=False, log=None, threads=None):
     """Train ``params`` of ``net`` on ``train_data = (x, t)``; returns ``FitResult(params, opt_state, history, state)``.
 
     Steps run in training mode; ``state`` (default ``net.init_state()``) is
     threaded through them and accuracies are measured in inference mode with it.
+    The given params and state are never written: fit trains its own copies (in
+    place, when the optimizer has an ``in_place`` variant) and returns them.
 
-    Exactly one of ``epochs`` / ``iterations`` (totals). history: 'loss' (one float64 per iteration),
-    and per evaluation 'eval_iteration', 'epoch' (float, iterations / iterations-per-epoch), 'train_acc',
-    'test_acc' (empty when there is no ``test_data``). ``eval_samples`` caps the examples used for
-    accuracy (the first ones of each set). ``checkpoint`` (an .npz path) is written every
+    Exactly one of ``epochs`` / ``iterations`` (totals). history: 'loss' (one float64 per iteration: the
+    minibatch loss *before* that iteration's update, as the gradient is taken; the book's Trainer records
+    it after), and per evaluation 'eval_iteration', 'epoch' (float, iterations / iterations-per-epoch),
+    'train_acc', 'test_acc' (empty when there is no ``test_data``). ``eval_samples`` caps the examples
+    used for accuracy (the first ones of each set). ``checkpoint`` (an .npz path) is written every
     ``checkpoint_every`` iterations and at the end; with ``resume=True`` an existing checkpoint is
     loaded (the given params only fix the structure) and training continues bit-identically.
     ``log(record)`` is called with a dict after every evaluation. A NaN / inf loss raises
-    ``NonFiniteLossError`` (a ``FloatingPointError``) naming the iteration.
+    ``NonFiniteLossError`` (a ``FloatingPointError``) naming the iteration. The progress bar shows on
+    a terminal; elsewhere (stderr to a file) it is redrawn once a minute. ``threads``: BLAS threads,
+    a count or 'auto' (default: ``minigrad_nets.threads.setting()``).
     """
     net.check_params(params)
     state = net.init_state() if state is None else state
@@ -242,13 +254,14 @@ def fit(net, params, optimizer, train_data, *, state=None, test_data=None, epoch
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path")
     check_method(method)
+    threads = None if threads is None else parse_threads(threads, "threads")  # a clear error before training
 
     if checkpoint is not None:
         check_writable_file(checkpoint, "checkpoint")  # fail now, not after the whole run
 
     meta = {"format": CHECKPOINT_FORMAT, "seed": seed, "batch_size": batch_size, "n_train": n,
-            "data_crc32": _fingerprint(x, t), "network": describe_network(net),
-            "optimizer": getattr(optimizer, "name", "?"),
+            "data_crc32": _fingerprint(x, t) if checkpoint is not None else None,  # a pass over the data: only if saved
+            "network": describe_network(net), "optimizer": getattr(optimizer, "name", "?"),
             "optimizer_hyperparams": dict(getattr(optimizer, "hyperparams", None) or {}), "method": method}
     opt_state = optimizer.init(params)
     history = _empty_history()
@@ -273,6 +286,13 @@ def fit(net, params, optimizer, train_data, *, state=None, test_data=None, epoch
                 if history[key]:
                     history[key].pop()
 
+    # fit's own copies, stepped in place when the optimizer can (the caller's arrays are never written)
+    params, opt_state = tree_map(np.array, params), tree_map(np.array, opt_state)
+    in_place = getattr(optimizer, "in_place", None)
+    step_in_place = in_place(params, opt_state) if in_place is not None else None
+    gradient = _gradient_function(method)
+    model_state = net.check_state(state)  # the state as the model takes it (None for a network without)
+
     def evaluate():
         record = {"iteration": iteration, "epoch": iteration / per_epoch,
                   "train_acc": _accuracy(net, params, state, x, t, eval_samples),
@@ -294,8 +314,12 @@ def fit(net, params, optimizer, train_data, *, state=None, test_data=None, epoch
     key_for = (lambda i: dropout_key(seed, i)) if net.model.random else (lambda i: None)
     bar = _progress_bar(total, iteration) if progress else None
     order, order_epoch = None, None
+    # each minibatch is gathered into these buffers (a view of their first rows for a short last batch)
+    x_batch = np.empty((min(batch_size, n),) + x.shape[1:], x.dtype)
+    t_batch = np.empty((min(batch_size, n),) + t.shape[1:], t.dtype)
+    losses = history["loss"]
     # overflow shows up as NonFiniteLossError naming the iteration, not as numpy warnings before it
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), training_threads(threads) as blas:
         if iteration == 0 and not history["eval_iteration"]:
             evaluate()
         try:
@@ -304,12 +328,13 @@ def fit(net, params, optimizer, train_data, *, state=None, test_data=None, epoch
                 if order_epoch != epoch:
                     order, order_epoch = epoch_order(seed, epoch, n), epoch
                 rows = order[position * batch_size:(position + 1) * batch_size]
+                # mode='clip' (rows are in range anyway): with the default 'raise' numpy buffers out=, 4x slower
+                xb = np.take(x, rows, axis=0, out=x_batch[:len(rows)], mode="clip")
+                tb = np.take(t, rows, axis=0, out=t_batch[:len(rows)], mode="clip")
                 try:
-                    loss, grads, state = value_and_grad(net, params, x[rows], t[rows], method=method,
-                                                        key=key_for(iteration), state=state, train=True,
-                                                        return_state=True)
+                    loss, grads, model_state = gradient(net, params, xb, tb, key_for(iteration), model_state)
                 except ValueError as err:  # e.g. "logits contain NaN": say when, and why, if training blew up
-                    cause = _blow_up(net, params, state, x[rows])
+                    cause = _blow_up(net, params, state, xb)
                     if cause is None:
                         raise
                     raise NonFiniteLossError(
@@ -320,9 +345,15 @@ def fit(net, params, optimizer, train_data, *, state=None, test_data=None, epoch
                     raise NonFiniteLossError(
                         f"the training loss became {loss} at iteration {iteration + 1} (epoch {epoch + 1}); "
                         f"try a smaller learning rate", iteration + 1)
-                params, opt_state = optimizer.update(params, grads, opt_state)
-                history["loss"].append(loss)
+                if step_in_place is not None:
+                    step_in_place(grads)
+                else:
+                    params, opt_state = optimizer.update(params, grads, opt_state)
+                if model_state is not None:
+                    state = model_state
+                losses.append(loss)
                 iteration += 1
+                blas.tick()
                 if iteration % eval_every == 0 or iteration == total:
                     evaluate()
                 if checkpoint_every and iteration % checkpoint_every == 0 and iteration < total:
@@ -339,6 +370,24 @@ def fit(net, params, optimizer, train_data, *, state=None, test_data=None, epoch
     return FitResult(params, opt_state, _history_arrays(history), state)
 
 
+def _gradient_function(method):
+    """``f(net, params, x, t, key, model_state) -> (loss, grads, new model state)`` for one training step.
+
+    fit checked the data, params and state once; a path with a ``value_and_grad_prepared`` (inputs that
+    ``net.prepare`` would pass) skips the per-step checks, the others go through ``value_and_grad``.
+    """
+    prepared = getattr(import_module(f"{__package__}.gradients.{METHODS[method]}"), "value_and_grad_prepared", None)
+    if prepared is not None:
+        return lambda net, params, x, t, key, state: prepared(net, params, x, t, key, state, True)
+
+    def checked(net, params, x, t, key, state):
+        loss, grads, new_state = value_and_grad(net, params, x, t, method=method, key=key, state=state,
+                                                train=True, return_state=True)
+        return loss, grads, (new_state if net.has_state else None)
+
+    return checked
+
+
 def _blow_up(net, params, state, x):
     """What went non-finite (a params leaf, or the logits), or None when everything is finite."""
     for path, leaf in tree_leaves_with_paths(params):
@@ -351,9 +400,11 @@ def _blow_up(net, params, state, x):
 
 
 def _progress_bar(total, initial):
-    """A tqdm bar over iterations, or None when tqdm is not installed."""
+    """A tqdm bar over iterations (on a terminal; elsewhere redrawn once a minute), or None without tqdm."""
     try:
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, initial=initial, unit="it", desc="training", leave=False, dynamic_ncols=True)
+    terminal = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, unit="it", desc="training", leave=False, dynamic_ncols=True,
+                mininterval=0.1 if terminal else 60.0, maxinterval=60.0 if terminal else 600.0)

@@ -31,6 +31,22 @@ def assert_same_history(a, b):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def spy_on_steps(monkeypatch, record):
+    """Call ``record(x, t, key)`` with each training step's minibatch and dropout key."""
+    real = training._gradient_function
+
+    def wrapped(method):
+        step = real(method)
+
+        def spied(net, params, x, t, key, state):
+            record(x.copy(), t.copy(), key)  # copies: fit reuses its batch buffers
+            return step(net, params, x, t, key, state)
+
+        return spied
+
+    monkeypatch.setattr(training, "_gradient_function", wrapped)
+
+
 def run(net, iterations=10, seed=0, **kw):
     train, test = blobs(), blobs(seed=1)
     kw.setdefault("optimizer", mg.adam(lr=0.01))
@@ -151,13 +167,7 @@ def test_each_epoch_visits_every_example_once(monkeypatch):
     x = np.stack([np.arange(n, dtype=float), np.zeros(n)], axis=1)  # column 0 is the example's index
     t = np.arange(n) % 2
     seen = []
-    real = training.value_and_grad
-
-    def spy(net, params, xb, tb, **kwargs):
-        seen.append(xb[:, 0].astype(int).tolist())
-        return real(net, params, xb, tb, **kwargs)
-
-    monkeypatch.setattr(training, "value_and_grad", spy)
+    spy_on_steps(monkeypatch, lambda xb, tb, key: seen.append(xb[:, 0].astype(int).tolist()))
     mg.fit(net, net.init(0), mg.sgd(), (x, t), epochs=3, batch_size=4, progress=False)
     assert [len(b) for b in seen] == [4, 4, 2] * 3
     epochs = [sum(seen[i:i + 3], []) for i in (0, 3, 6)]
@@ -237,13 +247,7 @@ def test_dropout_nested_in_a_serial_is_applied(monkeypatch):
     nested = mg.Network((serial(Dense(8, "he"), Relu, Dropout(0.5)), Dense(3, "he")), 6, 3)
     plain = small_net()
     keys = []
-    real = training.value_and_grad
-
-    def recording(net, params, x, t, **kwargs):
-        keys.append(kwargs["key"])
-        return real(net, params, x, t, **kwargs)
-
-    monkeypatch.setattr(training, "value_and_grad", recording)
+    spy_on_steps(monkeypatch, lambda x, t, key: keys.append(key))
     run(nested, iterations=2)
     assert keys == [training.dropout_key(0, 0), training.dropout_key(0, 1)]
     keys.clear()

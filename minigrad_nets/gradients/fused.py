@@ -229,6 +229,11 @@ defvjp(_weight_penalty, _weight_penalty_vjp)
 def value_and_grad(net, params, x, t, key=None, state=None, train=False):
     """``(loss, gradient, new state)`` of the network's loss by fused autograd; the gradient has the structure of params."""
     x, t, state = net.prepare(params, x, t, state, train, key)
+    return value_and_grad_prepared(net, params, x, t, key, state, train)
+
+
+def value_and_grad_prepared(net, params, x, t, key=None, state=None, train=False):
+    """``value_and_grad`` for arguments ``net.prepare`` has passed (``fit`` checks its data once, not each step)."""
     plan = _plan(net, params)
     tape = {}  # this call's scratch: forward caches, dlogits and the new state, for the VJPs and the caller
 
