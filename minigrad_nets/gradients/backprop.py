@@ -43,6 +43,11 @@ def softmax_cross_entropy(logits, t):
 def value_and_grad(net, params, x, t, key=None, state=None, train=False):
     """``(loss, gradient, new state)`` of the network's loss by backprop; the gradient has the structure of params."""
     x, t, state = net.prepare(params, x, t, state, train, key)
+    return value_and_grad_prepared(net, params, x, t, key, state, train)
+
+
+def value_and_grad_prepared(net, params, x, t, key=None, state=None, train=False):
+    """``value_and_grad`` for arguments ``net.prepare`` has passed (``fit`` checks its data once, not each step)."""
     logits, caches, new_state = net.model.forward(params, state, x, train, key)
     loss, dlogits = softmax_cross_entropy(logits, t)
     grads, _ = net.model.backward(params, caches, dlogits, False)
