@@ -188,13 +188,21 @@ def momentum(lr=0.01, momentum=0.9):
 
 
 def nesterov(lr=0.01, momentum=0.9):
-    """Nesterov momentum in the book's form: ``v <- mu*v - lr*g; p <- p + mu*mu*v - (1+mu)*lr*g``. State: {'v'}."""
+    """Nesterov momentum as in arXiv 1212.0901 (eq. 7): ``p <- p + mu*mu*v - (1+mu)*lr*g`` with the *old* v,
+    then ``v <- mu*v - lr*g``. State: {'v': tree like params}.
+
+    This is Nesterov's accelerated gradient written for the look-ahead point
+    ``p = theta + mu*v``, so the gradient is taken where the params are. Copies
+    of the book's common/optimizer.py that update v first and then step with the
+    new v compute ``p + mu**3*v - (1+mu+mu**2)*lr*g``: not the paper's rule.
+    """
     lr, mu = _check_rate("lr", lr), _check_rate("momentum", momentum, 0.0, 1.0, low_open=False)
+    mu2, step = mu * mu, (1 + mu) * lr
 
     def rule(p, g, v):
         g = g.astype(p.dtype, copy=False)
-        v = _scalar(p, mu) * v - _scalar(p, lr) * g
-        return p + _scalar(p, mu * mu) * v - _scalar(p, (1 + mu) * lr) * g, v
+        new_p = (p + _scalar(p, mu2) * v) - _scalar(p, step) * g
+        return new_p, _scalar(p, mu) * v - _scalar(p, lr) * g
 
     return _with_state("nesterov", "v", rule, {"lr": lr, "momentum": mu})
 

@@ -36,12 +36,51 @@ def test_momentum_by_hand():
 
 
 def test_nesterov_by_hand():
+    # arXiv 1212.0901, eq. 7: p_t = p_{t-1} + mu^2 v_{t-1} - (1 + mu) lr g_t, then v_t = mu v_{t-1} - lr g_t.
+    # The issue's numbers: p0 = 1, g = 1, lr = 0.1, mu = 0.9 -> p1 = 1 + 0.81 * 0 - 1.9 * 0.1 = 0.81.
+    opt = mg.nesterov(lr=0.1, momentum=0.9)
+    params = {"w": np.array([1.0])}
+    params, state = opt.update(params, {"w": np.array([1.0])}, opt.init(params))
+    assert params["w"][0] == pytest.approx(0.81, abs=1e-15)
+    assert state["v"]["w"][0] == pytest.approx(-0.1, abs=1e-15)
     first, second, state = two_steps(mg.nesterov(lr=0.1, momentum=0.9))
-    # v1 = -0.05; p1 = 1 + 0.81 * -0.05 - 1.9 * 0.1 * 0.5 = 0.8645
-    # v2 = 0.9 * -0.05 + 0.1 = 0.055; p2 = 0.8645 + 0.81 * 0.055 + 1.9 * 0.1 = 1.09905
-    assert first == pytest.approx(0.8645, abs=1e-14)
-    assert second == pytest.approx(1.09905, abs=1e-14)
+    # v0 = 0: p1 = 1 - 0.19 * 0.5 = 0.905, v1 = -0.05
+    # p2 = 0.905 + 0.81 * -0.05 - 0.19 * -1 = 1.0545, v2 = 0.9 * -0.05 + 0.1 = 0.055
+    assert first == pytest.approx(0.905, abs=1e-15)
+    assert second == pytest.approx(1.0545, abs=1e-14)
     assert state["v"]["w"][0] == pytest.approx(0.055, abs=1e-15)
+
+
+def test_nesterov_follows_the_papers_rule_for_100_steps():
+    """The same gradients fed to our nesterov and to eq. 7 of arXiv 1212.0901, written out plainly."""
+    rng = np.random.default_rng(7)
+    lr, mu = 0.05, 0.9
+    grads = rng.standard_normal((100, 3, 2))
+    params = {"W": rng.standard_normal((3, 2))}
+    opt = mg.nesterov(lr=lr, momentum=mu)
+    state = opt.init(params)
+    p, v = params["W"].copy(), np.zeros((3, 2))
+    for g in grads:
+        params, state = opt.update(params, {"W": g}, state)
+        p = p + mu * mu * v - (1 + mu) * lr * g   # the step uses the old velocity ...
+        v = mu * v - lr * g                       # ... which is updated afterwards
+        np.testing.assert_allclose(params["W"], p, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(state["v"]["W"], v, rtol=1e-12, atol=1e-12)
+
+
+def test_nesterov_is_nesterovs_accelerated_gradient_at_the_look_ahead_point():
+    """Classical NAG (gradient at theta + mu*v) on a quadratic, 100 steps: our params are theta + mu*v."""
+    A = np.array([[3.0, 0.5], [0.5, 1.0]])
+    lr, mu = 0.05, 0.9
+    theta, v = np.array([2.0, -1.0]), np.zeros(2)
+    opt = mg.nesterov(lr=lr, momentum=mu)
+    params = {"x": theta.copy()}
+    state = opt.init(params)
+    for _ in range(100):
+        params, state = opt.update(params, {"x": A @ params["x"]}, state)   # gradient where our params are
+        v = mu * v - lr * (A @ (theta + mu * v))                               # NAG: gradient at the look-ahead
+        theta = theta + v
+        np.testing.assert_allclose(params["x"], theta + mu * v, rtol=1e-10, atol=1e-12)
 
 
 def test_adagrad_by_hand():
@@ -87,7 +126,7 @@ def test_book_defaults():
         assert new["w"][0] == pytest.approx(expected, abs=1e-15), name
     nes = mg.nesterov()
     new, _ = nes.update(params, grads, nes.init(params))
-    assert new["w"][0] == pytest.approx(0.81 * -0.01 - 1.9 * 0.01, abs=1e-15)
+    assert new["w"][0] == pytest.approx(0.81 * 0.0 - 1.9 * 0.01, abs=1e-15)  # v0 = 0: only -(1 + mu) lr g
     rms = mg.rmsprop()
     new, _ = rms.update(params, grads, rms.init(params))
     assert new["w"][0] == pytest.approx(-0.01 / (np.sqrt(0.01) + 1e-7), abs=1e-14)
