@@ -33,6 +33,7 @@ _chosen = None  # set_threads(): wins over the environment variable
 _warned = False
 _controller = None
 _last_choice = (float("-inf"), None)  # (perf_counter time, threads) of the last 'auto' look
+_last_sample = None  # the last look's reading of the machine: the next look measures from it
 
 
 def parse(value, name=ENV_VAR):
@@ -95,8 +96,12 @@ class _Auto:
         when, threads = _last_choice
         if threads is not None and time.perf_counter() - when < REMEMBER:
             self._use(min(threads, most))
-        self.last = self._sample()
         self.next_look = time.perf_counter() + AUTO_FIRST_LOOK
+        # A reading taken earlier (the CLI takes one at start, before loading data) allows a look right away.
+        if _last_sample is not None and time.perf_counter() - _last_sample[0] >= AUTO_FIRST_LOOK / 2:
+            self._look()
+        elif _last_sample is None:
+            self._look()
 
     def _use(self, threads):
         global _last_choice
@@ -126,16 +131,18 @@ class _Auto:
 
     def tick(self):
         """Called every iteration: cheap unless a look is due."""
-        if time.perf_counter() < self.next_look:
-            return
-        now = self._sample()
+        if time.perf_counter() >= self.next_look:
+            self._look()
+
+    def _look(self):
+        """Read the machine; if there is an earlier reading, use the cores others left idle since then."""
+        global _last_sample
+        now, last = self._sample(), _last_sample
+        _last_sample = now
         self.next_look = time.perf_counter() + AUTO_INTERVAL
-        if now is None or self.last is None:
-            self.last = now
+        if now is None or last is None or now[0] <= last[0]:
             return
-        wall = now[0] - self.last[0]
-        others = ((now[1] - self.last[1]) - (now[2] - self.last[2])) / wall if wall > 0 else 0.0
-        self.last = now
+        others = ((now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0])  # cores
         held = int(max(others, 0.0) + (1 - BUSY_CORE))  # cores other processes hold
         self._use(max(1, min(self.most, len(self.cpus) - held)))
 
