@@ -354,11 +354,34 @@ def _download(dataset, target, progress):
         raise
 
 
-def _where_to_put(dataset, data_dir):
-    places = [str(d) for _, d in search_dirs(dataset, data_dir)]
-    names = ", ".join(f"{n}.gz" for n in FILES.values())
-    return (f"{SPECS[dataset].title} files not found. Put the four files ({names}; gzip or raw) in one of: "
-            + "; ".join(places) + f" (or set ${ENV_DATA_DIR}, or pass data_dir=...)")
+class DataNotFoundError(FileNotFoundError):
+    """The dataset's files are in none of the places searched; ``places`` lists them, ``reason`` why none was fetched.
+
+    ``message(data_dir_hint, download_hint)`` words the error for a caller: the
+    Python API says ``data_dir=...`` / ``download=True``, the CLI ``--data-dir`` / ``--download``
+    (``download_hint=None``: say nothing about downloading).
+    """
+
+    def __init__(self, dataset, places, reason, downloaded=False):
+        self.dataset, self.places, self.reason, self.downloaded = dataset, list(places), reason, downloaded
+        super().__init__(self.message())
+
+    def message(self, data_dir_hint="pass data_dir=...", download_hint="download=True"):
+        """The error text, with the caller's words for giving a directory and for asking to download."""
+        names = ", ".join(f"{n}.gz" for n in FILES.values())
+        text = (f"{SPECS[self.dataset].title} files not found. Put the four files ({names}; gzip or raw) in one "
+                f"of: " + "; ".join(map(str, self.places)) + f" (or set ${ENV_DATA_DIR}, or {data_dir_hint})")
+        if self.downloaded:
+            return f"{text}. Download failed: {self.reason}"
+        ask = f", or ask for it with {download_hint}" if download_hint and self.reason == "downloading is off" else ""
+        return f"{text}; {self.reason}{ask}"
+
+    def __str__(self):
+        return self.message()
+
+
+def _not_found(dataset, data_dir, reason, downloaded=False):
+    return DataNotFoundError(dataset, [d for _, d in search_dirs(dataset, data_dir)], reason, downloaded)
 
 
 def _find_or_fetch(dataset, data_dir, download, progress):
@@ -377,15 +400,15 @@ def _find_or_fetch(dataset, data_dir, download, progress):
             return _source(dataset, "download", target)
         except OSError as err:
             if not may_fall_back:
-                raise DownloadError(f"{_where_to_put(dataset, data_dir)}. Download failed: {err}") from None
+                raise _not_found(dataset, data_dir, err, downloaded=True) from None
             reason = f"download failed ({err})"
     if may_fall_back:
         source = _source(dataset, "embedded", EMBEDDED_DIR)
         warnings.warn(f"MNIST not found and {reason}; using the embedded subset "
                       f"({source.n_train:,} train / {source.n_test:,} test images). "
-                      f"For full MNIST pass data_dir= or set ${ENV_DATA_DIR}.", EmbeddedDataWarning, stacklevel=4)
+                      f"For full MNIST pass data_dir=, set ${ENV_DATA_DIR} or pass download=True.", EmbeddedDataWarning, stacklevel=4)
         return source
-    raise FileNotFoundError(f"{_where_to_put(dataset, data_dir)}; {reason}")
+    raise _not_found(dataset, data_dir, reason)
 
 
 # ---------------------------------------------------------------- public loaders
@@ -404,7 +427,7 @@ def _convert(images, labels, normalize, flatten, one_hot, dtype):
 
 
 def load(dataset="mnist", data_dir=None, normalize=True, flatten=True, one_hot=False, dtype="float32",
-         download=True, progress=True, *, verify=True, return_source=False):
+         download=False, progress=True, *, verify=True, return_source=False):
     """``((x_train, t_train), (x_test, t_test))`` of ``dataset`` ('mnist' or 'fashion_mnist').
 
     x: (N, 784) or, with ``flatten=False``, (N, 1, 28, 28), in ``dtype``, scaled to [0, 1] when
@@ -422,14 +445,43 @@ def load(dataset="mnist", data_dir=None, normalize=True, flatten=True, one_hot=F
 
 
 def load_mnist(data_dir=None, normalize=True, flatten=True, one_hot=False, dtype="float32",
-               download=True, progress=True, *, verify=True, return_source=False):
+               download=False, progress=True, *, verify=True, return_source=False):
     """MNIST as ``((x_train, t_train), (x_test, t_test))``; x (N, 784) in [0, 1], t (N,) int labels. See ``load``."""
     return load("mnist", data_dir, normalize, flatten, one_hot, dtype, download, progress,
                 verify=verify, return_source=return_source)
 
 
 def load_fashion_mnist(data_dir=None, normalize=True, flatten=True, one_hot=False, dtype="float32",
-                       download=True, progress=True, *, verify=True, return_source=False):
+                       download=False, progress=True, *, verify=True, return_source=False):
     """Fashion-MNIST as ``((x_train, t_train), (x_test, t_test))``, like ``load_mnist`` (no embedded subset)."""
     return load("fashion_mnist", data_dir, normalize, flatten, one_hot, dtype, download, progress,
                 verify=verify, return_source=return_source)
+
+
+# ---------------------------------------------------------------- a held-out split
+
+
+def split(x, t, fraction, seed=0):
+    """``((x_rest, t_rest), (x_held, t_held))``: a seeded shuffle, then the first ``round(fraction * N)`` held out.
+
+    The book's validation split (ch06/hyperparameter_optimization.py holds out
+    20% after ``shuffle_dataset``), made reproducible: the same ``seed`` gives
+    the same split. Both parts keep the order of the shuffle; the inputs are not
+    modified. Each part must get at least one example.
+    """
+    x, t = np.asarray(x), np.asarray(t)
+    if x.ndim < 1 or t.ndim < 1 or len(x) != len(t):
+        raise ValueError(f"x and t must have the same number of examples, got shapes {x.shape} and {t.shape}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.integer, np.floating)) \
+            or not 0 < fraction < 1:
+        raise ValueError(f"fraction must be a number in (0, 1), the share held out, got {fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    held = int(round(float(fraction) * len(x)))
+    if not 0 < held < len(x):
+        raise ValueError(f"holding out {fraction:g} of {len(x)} examples leaves "
+                         f"{'nothing held out' if held == 0 else 'nothing to train on'}; "
+                         f"use more examples or another fraction")
+    order = np.random.default_rng(int(seed)).permutation(len(x))
+    rest, out = order[held:], order[:held]
+    return (x[rest], t[rest]), (x[out], t[out])

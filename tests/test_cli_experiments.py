@@ -152,3 +152,13 @@ def test_weight_init_and_optimizers_share_one_runner(tiny_mnist, tmp_path, monke
     for name in ("weight-init", "optimizers"):
         assert cli.main([name, "--quick", "--out", str(tmp_path)]) == 0
     assert calls == ["weight-init", "optimizers"]
+
+
+def test_files_not_found_speaks_cli(tmp_path, capsys):
+    """The CLI's message names --data-dir and --download, not the Python spelling data_dir= / download=True."""
+    status = cli.main(["weight-init", "--quick", "--no-progress", "--data-dir", str(tmp_path / "nowhere"),
+                       "--out", str(tmp_path / "out")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "--data-dir" in err and "--download" in err
+    assert "data_dir=" not in err and "download=True" not in err

@@ -260,7 +260,7 @@ def test_embedded_subset_is_the_fallback(clean_env):
 
 def test_embedded_after_a_failed_download_leaves_nothing(clean_env):
     with pytest.warns(datasets.EmbeddedDataWarning, match="download failed"):
-        _, _, source = mg.datasets.load_mnist(return_source=True)
+        _, _, source = mg.datasets.load_mnist(return_source=True, download=True)
     assert source.kind == "embedded"
     assert not (clean_env / "xdg-cache").exists()  # the directories it made for the download are gone
 
@@ -269,7 +269,7 @@ def test_offline_variable_skips_the_download(clean_env, monkeypatch):
     monkeypatch.setenv(datasets.ENV_OFFLINE, "1")
     monkeypatch.setattr(datasets, "_fetch", lambda *a: pytest.fail("must not touch the network"))
     with pytest.warns(datasets.EmbeddedDataWarning, match="MINIGRAD_NETS_OFFLINE"):
-        mg.datasets.load_mnist()
+        mg.datasets.load_mnist(download=True)
 
 
 def test_explicit_data_dir_never_falls_back(clean_env):
@@ -277,7 +277,7 @@ def test_explicit_data_dir_never_falls_back(clean_env):
         mg.datasets.load_mnist(clean_env / "empty", download=False)
     assert str(clean_env / "empty") in str(err.value)
     with pytest.raises(OSError, match="Download failed"):
-        mg.datasets.load_mnist(clean_env / "empty")
+        mg.datasets.load_mnist(clean_env / "empty", download=True)
     assert not (clean_env / "empty").exists()
     assert mg.datasets.locate_mnist(clean_env / "empty") is None
 
@@ -310,19 +310,19 @@ def leftovers(directory):
 def test_download_verifies_and_installs(mirror, clean_env, monkeypatch):
     payloads, good, bad = mirror
     monkeypatch.setitem(datasets.SPECS, "mnist", tiny_spec(payloads, [bad, good]))
-    (x, t), _, source = mg.datasets.load_mnist(progress=False, return_source=True)
+    (x, t), _, source = mg.datasets.load_mnist(progress=False, return_source=True, download=True)
     assert source.kind == "download" and len(x) == 6
     target = clean_env / "xdg-cache" / "minigrad_nets" / "mnist"
     assert leftovers(target) == sorted(f"{n}.gz" for n in FILES.values())  # no .part files
     # a second call finds them in the cache
-    _, _, source = mg.datasets.load_mnist(progress=False, return_source=True)
+    _, _, source = mg.datasets.load_mnist(progress=False, return_source=True, download=True)
     assert source.kind == "cache"
 
 
 def test_download_into_explicit_data_dir_with_progress(mirror, clean_env, monkeypatch):
     payloads, good, _ = mirror
     monkeypatch.setitem(datasets.SPECS, "mnist", tiny_spec(payloads, [good]))
-    (x, _), _ = mg.datasets.load_mnist(clean_env / "mine", progress=True)
+    (x, _), _ = mg.datasets.load_mnist(clean_env / "mine", progress=True, download=True)
     assert len(x) == 6 and len(leftovers(clean_env / "mine")) == 4
 
 
@@ -330,12 +330,12 @@ def test_corrupt_download_leaves_nothing_behind(mirror, clean_env, monkeypatch):
     payloads, _, bad = mirror
     monkeypatch.setitem(datasets.SPECS, "mnist", tiny_spec(payloads, [bad]))
     with pytest.raises(OSError, match="checksum mismatch"):
-        mg.datasets.load_mnist(clean_env / "target" / "deep", progress=False)
+        mg.datasets.load_mnist(clean_env / "target" / "deep", progress=False, download=True)
     assert not (clean_env / "target").exists()
     # an existing directory stays, but holds no partial file
     (clean_env / "kept").mkdir()
     with pytest.raises(OSError, match="could not download"):
-        mg.datasets.load_mnist(clean_env / "kept", progress=False)
+        mg.datasets.load_mnist(clean_env / "kept", progress=False, download=True)
     assert leftovers(clean_env / "kept") == []
 
 
@@ -355,13 +355,13 @@ def test_interrupted_download_leaves_nothing_behind(mirror, clean_env, monkeypat
     monkeypatch.setattr(datasets, "_fetch", fetch_then_die)
     (clean_env / "dest").mkdir()
     with pytest.raises(KeyboardInterrupt):
-        mg.datasets.load_mnist(clean_env / "dest", progress=False)
+        mg.datasets.load_mnist(clean_env / "dest", progress=False, download=True)
     assert leftovers(clean_env / "dest") == [f"{FILES['train_images']}.gz"]  # the verified first file only
     # the next call fetches only what is missing
     monkeypatch.setattr(datasets, "_fetch", real_fetch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        (x, _), _ = mg.datasets.load_mnist(clean_env / "dest", progress=False)
+        (x, _), _ = mg.datasets.load_mnist(clean_env / "dest", progress=False, download=True)
     assert len(x) == 6
 
 
@@ -375,3 +375,67 @@ def test_parse_idx_dimensions_whose_product_overflows_int64_are_a_clear_error():
     header = bytes([0, 0, 0x08, 3]) + (2**31).to_bytes(4, "big") * 2 + (4).to_bytes(4, "big")
     with pytest.raises(ValueError, match="truncated: header declares dimensions"):
         datasets.parse_idx(header, "big.idx")
+
+
+# ---------------------------------------------------------------- download only when asked; the words of the error
+
+
+def test_load_mnist_does_not_download_unless_asked(clean_env, monkeypatch):
+    monkeypatch.setattr(datasets, "_fetch", lambda *a: pytest.fail("must not touch the network unless asked"))
+    with pytest.warns(datasets.EmbeddedDataWarning, match="downloading is off") as record:
+        _, _, source = mg.datasets.load_mnist(return_source=True)
+    assert source.kind == "embedded" and "download=True" in str(record[0].message)
+    with pytest.raises(FileNotFoundError, match=r"downloading is off, or ask for it with download=True"):
+        mg.datasets.load_mnist(clean_env / "empty")
+    with pytest.raises(FileNotFoundError):
+        mg.datasets.load_fashion_mnist()
+    assert not (clean_env / "xdg-cache").exists() and not (clean_env / "empty").exists()
+
+
+def test_not_found_error_can_be_worded_for_the_cli(clean_env):
+    with pytest.raises(datasets.DataNotFoundError) as info:
+        mg.datasets.load_mnist(clean_env / "empty")
+    err = info.value
+    assert isinstance(err, FileNotFoundError) and err.dataset == "mnist"
+    assert str(clean_env / "empty") in [str(p) for p in err.places]
+    assert "data_dir=" in str(err)
+    cli = err.message("pass --data-dir DIR", "--download")
+    assert "data_dir=" not in cli and "download=True" not in cli
+    assert "--data-dir DIR" in cli and "ask for it with --download" in cli
+    with pytest.raises(datasets.DataNotFoundError, match="Download failed") as info:
+        mg.datasets.load_mnist(clean_env / "empty", download=True)
+    assert "--download" not in info.value.message("pass --data-dir DIR", "--download")  # it was asked for
+
+
+# ---------------------------------------------------------------- split
+
+
+def test_split_holds_out_a_seeded_shuffle():
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)   # row i is (2i, 2i + 1)
+    t = np.arange(10) * 10                               # label of row i is 10 i
+    (xr, tr), (xh, th) = mg.datasets.split(x, t, 0.2, seed=3)
+    assert len(xh) == 2 and len(xr) == 8
+    # rows stay paired with their labels, and together the parts are the whole set, each row once
+    np.testing.assert_array_equal(xr[:, 0], tr / 5)
+    np.testing.assert_array_equal(xh[:, 0], th / 5)
+    assert sorted(np.concatenate([tr, th]).tolist()) == t.tolist()
+    # the same seed gives the same split, another seed (here) another one; the inputs are untouched
+    again = mg.datasets.split(x, t, 0.2, seed=3)
+    np.testing.assert_array_equal(again[1][1], th)
+    assert any(not np.array_equal(mg.datasets.split(x, t, 0.2, seed=s)[1][1], th) for s in range(4, 10))
+    np.testing.assert_array_equal(t, np.arange(10) * 10)
+    # the book's numbers: 500 images, 20% -> 100 held out, 400 to train on
+    (xr, _), (xh, _) = mg.datasets.split(np.zeros((500, 3)), np.zeros(500), 0.2, seed=0)
+    assert (len(xr), len(xh)) == (400, 100)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((np.zeros((4, 2)), np.zeros(3), 0.5), "same number of examples"),
+    ((np.zeros((4, 2)), np.zeros(4), 0.0), r"fraction must be a number in \(0, 1\)"),
+    ((np.zeros((4, 2)), np.zeros(4), 1.0), r"fraction must be a number in \(0, 1\)"),
+    ((np.zeros((4, 2)), np.zeros(4), 0.1), "nothing held out"),
+    ((np.zeros((4, 2)), np.zeros(4), 0.9), "nothing to train on"),
+])
+def test_split_refuses_bad_input_clearly(args, message):
+    with pytest.raises(ValueError, match=message):
+        mg.datasets.split(*args)

@@ -9,9 +9,13 @@ def load_data(args, dataset="mnist", dtype="float32"):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", datasets.EmbeddedDataWarning)  # said below, in plain words
-        train, test, source = datasets.load(dataset, args.data_dir, dtype=dtype,
-                                            download=getattr(args, "download", False),
-                                            progress=getattr(args, "progress", False), return_source=True)
+        try:
+            train, test, source = datasets.load(dataset, args.data_dir, dtype=dtype,
+                                                download=getattr(args, "download", False),
+                                                progress=getattr(args, "progress", False), return_source=True)
+        except datasets.DataNotFoundError as err:  # in the CLI's words, not the Python API's
+            hint = "--download" if hasattr(args, "download") else None
+            raise FileNotFoundError(err.message("pass --data-dir DIR", hint)) from None
     print(f"data: {source}")
     if source.kind == "embedded":
         print("      (full MNIST not found: pass --data-dir DIR, set $MINIGRAD_NETS_DATA, or use --download)")
