@@ -162,3 +162,28 @@ def test_files_not_found_speaks_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--data-dir" in err and "--download" in err
     assert "data_dir=" not in err and "download=True" not in err
+
+
+@pytest.mark.parametrize("text, where", [("100,,100", "a doubled"), (",100", "a leading"), ("100,", "a trailing")])
+def test_hidden_sizes_with_an_empty_item_are_refused(text, where, capsys):
+    """`--hidden 100,,100` once built 784-100-100-10 silently; now it is a usage error saying what is wrong."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["gradcheck", "--hidden", text])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --hidden" in err and f"has {where} comma" in err
+
+
+def test_hidden_sizes_parse():
+    from minigrad_nets.commands._args import hidden_sizes
+    assert hidden_sizes("100, 50") == [100, 50]
+    assert hidden_sizes("") == [] and hidden_sizes(" ") == []   # no hidden layer
+
+
+def test_gradcheck_quick_checks_a_small_batch(capsys):
+    assert cli.main(["gradcheck", "--quick", "--input-size", "12", "--hidden", "6", "--output-size", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "batch 4 (random)" in text and "PASS" in text
+    assert cli.main(["gradcheck", "--quick", "--batch", "6", "--input-size", "12", "--hidden", "6",
+                     "--output-size", "3"]) == 0
+    assert "batch 6 (random)" in capsys.readouterr().out   # an explicit --batch wins

@@ -42,12 +42,19 @@ rate = _checked(float, "a number in [0, 1)", lambda v: 0 <= v < 1)  # a dropout 
 
 
 def hidden_sizes(text):
-    """Comma-separated positive ints ('100,50'; '' for no hidden layer) -> a list of ints."""
+    """Comma-separated positive ints ('100,50'; '' for no hidden layer) -> a list of ints; empty items are refused."""
+    if not text.strip():
+        return []
+    parts = [s.strip() for s in text.split(",")]
+    if "" in parts:
+        where = "a leading" if parts[0] == "" else "a trailing" if parts[-1] == "" else "a doubled"
+        raise argparse.ArgumentTypeError(f"hidden sizes are comma-separated integers with none left empty; "
+                                         f"{text!r} has {where} comma (write e.g. 100,100)")
     try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
+        sizes = [int(s) for s in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"hidden sizes are comma-separated integers, got {text!r}") from None
-    if min(sizes, default=1) < 1:
+    if min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"hidden sizes must be positive integers, got {text!r}")
     return sizes
 

@@ -8,6 +8,8 @@ from ..network import ACTIVATIONS
 from . import _args
 from ._data import load_data
 
+DEFAULT_BATCH, QUICK_BATCH = 32, 4
+
 
 def register(subparsers):
     """Add the ``gradcheck`` subcommand."""
@@ -24,7 +26,8 @@ def register(subparsers):
     parser.add_argument("--activation", choices=list(ACTIVATIONS), default="relu",
                         help="hidden-layer activation")
     parser.add_argument("--init", type=_args.init_spec, default="he", help="he, xavier, glorot, or a std such as 0.01")
-    parser.add_argument("--batch", type=_args.positive_int, default=32, help="batch size")
+    parser.add_argument("--batch", type=_args.positive_int,
+                        help=f"batch size (default {DEFAULT_BATCH}; {QUICK_BATCH} with --quick)")
     parser.add_argument("--weight-decay", type=_args.non_negative_float, default=0.0, help="L2 strength λ")
     parser.add_argument("--dropout", type=_args.rate, default=0.0,
                         help="dropout rate after each hidden layer (the mask is fixed by --seed)")
@@ -45,6 +48,8 @@ def register(subparsers):
     parser.add_argument("--data", choices=["random", "mnist"], default="random",
                         help="where the batch comes from (mnist needs --input-size 784 --output-size 10)")
     parser.add_argument("--data-dir", metavar="DIR", help="directory holding the MNIST IDX files")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a small fast check for smoke tests: a batch of {QUICK_BATCH} unless --batch is given")
     parser.set_defaults(func=run)
 
 
@@ -65,6 +70,8 @@ def run(args):
 
     import minigrad_nets as mg
 
+    if args.batch is None:
+        args.batch = QUICK_BATCH if args.quick else DEFAULT_BATCH
     try:
         methods = tuple(check_method(m.strip()) for m in args.methods.split(",") if m.strip())
     except ValueError as err:
