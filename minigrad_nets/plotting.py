@@ -164,3 +164,63 @@ def plot_filters(result, path=None, columns=10):
     if path is not None:
         save_png(fig, path)
     return fig
+
+
+def plot_optimizer_paths(result, path=None, function=None, levels=(0.25, 0.5, 1, 2, 3, 4, 5, 6, 7)):
+    """The book's optimizer_compare_naive.py figure: each optimizer's path over the contours of f, a panel each.
+
+    ``result`` is ``optimizer_paths``'s; ``function`` (default the book's
+    x²/20 + y²) takes {'x': X, 'y': Y} grids and gives the contour heights.
+    """
+    import numpy as np
+
+    if function is None:
+        from .experiments.optimizer_paths import book_function as function
+    names = list(result["paths"])
+    cols = min(2, len(names))
+    rows = -(-len(names) // cols)
+    fig = new_figure((5.2 * cols, 4.4 * rows))
+    X, Y = np.meshgrid(np.linspace(-10, 10, 401), np.linspace(-5, 5, 201))
+    Z = function({"x": X, "y": Y})
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.contour(X, Y, Z, levels=list(levels), linewidths=0.8, cmap="viridis")
+        points = np.asarray(result["paths"][name])
+        ax.plot(points[:, 0], points[:, 1], "o-", color="red", markersize=3, linewidth=1)
+        ax.plot(0, 0, "+", color="black", markersize=10)
+        spec = result["config"]["optimizers"].get(name, {})
+        ax.set(title=f"{name} (lr {spec.get('lr', float('nan')):g})", xlabel="x", ylabel="y",
+               xlim=(-10, 10), ylim=(-10, 10))
+    fig.suptitle(f"{result['config']['steps']} steps on f(x, y) = {result['config']['function']} from "
+                 f"({result['config']['start'][0]:g}, {result['config']['start'][1]:g})")
+    if path is not None:
+        save_png(fig, path)
+    return fig
+
+
+def plot_hyperparameter_search(result, path=None, count=20, columns=5):
+    """The book's hyperparameter_optimization.py figure: the best trials' validation (solid) and training
+    (dashed) accuracy per epoch, one small panel each, best first; ``result`` is ``hyperparameter_search``'s."""
+    best = list(result["best"])[:count]
+    rows = max(1, -(-len(best) // columns))
+    fig = new_figure((2.4 * columns, 2.0 * rows + 0.5))
+    epochs = result["epoch"]
+    for place, number in enumerate(best):
+        trial = result["trials"][number]
+        ax = fig.add_subplot(rows, columns, place + 1)
+        ax.plot(epochs, trial["val_acc"], label="validation")
+        ax.plot(epochs, trial["train_acc"], linestyle="--", label="training")
+        ax.set_title(f"Best-{place + 1}: val {trial['val_acc'][-1]:.2f}\nlr {trial['lr']:.1e}, "
+                     f"wd {trial['weight_decay']:.1e}", fontsize=8)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xticks([])
+        if place % columns:
+            ax.set_yticks([])
+        if place == 0:
+            ax.legend(loc="lower right", fontsize=6)
+    config = result["config"]
+    fig.suptitle(f"Random search, best {len(best)} of {config['trials']} trials: accuracy per epoch "
+                 f"({config['train_images']} training / {config['validation_images']} validation images)")
+    if path is not None:
+        save_png(fig, path)
+    return fig

@@ -8,13 +8,17 @@ import pytest
 from minigrad_nets import cli, datasets
 from minigrad_nets.commands import experiments as commands
 
-SUBCOMMANDS = ["weight-init", "activation-histograms", "optimizers", "overfitting", "all"]
+SUBCOMMANDS = ["weight-init", "activation-histograms", "optimizers", "optimizer-paths", "overfitting",
+               "hyperparameter-search", "all"]
+NO_DATA = ("activation-histograms", "optimizer-paths")
 OUTPUTS = {
     "weight-init": ["weight-init.json", "weight-init.png"],
     "optimizers": ["optimizers.json", "optimizers.png"],
     "overfitting": ["overfitting.json", "overfitting.png"],
     "activation-histograms": ["activation-histograms.json", "activation-histograms-sigmoid.png",
                               "activation-histograms-tanh.png", "activation-histograms-relu.png"],
+    "optimizer-paths": ["optimizer-paths.json", "optimizer-paths.png"],
+    "hyperparameter-search": ["hyperparameter-search.json", "hyperparameter-search.png"],
 }
 OUTPUTS["all"] = [name for files in OUTPUTS.values() for name in files]
 
@@ -43,17 +47,24 @@ def test_help(name, capsys):
         cli.main([name, "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--out", "--seed", "--quick", "--no-progress"):
+    for flag in ("--out", "--quick"):
         assert flag in text
-    if name != "activation-histograms":
+    if name != "optimizer-paths":   # no random draws and no training loop there
+        assert "--seed" in text and "--no-progress" in text
+    if name not in NO_DATA:
         assert "--data-dir" in text
+    if name in ("hyperparameter-search", "all"):
+        assert "--trials" in text and "--jobs" in text
+    if name in ("optimizer-paths", "all"):
+        assert "--steps" in text
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)
 def test_quick_run_writes_png_and_json(name, tiny_mnist, tmp_path, capsys):
     out = tmp_path / "out"
-    extra = ["--iterations", "20", "--epochs", "2"] if name == "all" else []  # `all` only checks the plumbing
-    assert cli.main([name, "--quick", "--no-progress", "--out", str(out), *extra]) == 0
+    extra = ["--iterations", "20", "--epochs", "2", "--trials", "2", "--jobs", "1"] if name == "all" else []
+    progress = [] if name == "optimizer-paths" else ["--no-progress"]   # `all` above only checks the plumbing
+    assert cli.main([name, "--quick", *progress, "--out", str(out), *extra]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS[name])
     for filename in OUTPUTS[name]:
         path = out / filename
@@ -64,7 +75,7 @@ def test_quick_run_writes_png_and_json(name, tiny_mnist, tmp_path, capsys):
             assert "config" in data
     text = capsys.readouterr().out
     assert "wrote" in text
-    if name != "activation-histograms":
+    if name not in NO_DATA:
         assert "data: MNIST" in text
         assert len(tiny_mnist) == 1  # `all` loads the data once
 
@@ -134,7 +145,7 @@ def test_without_matplotlib_the_data_is_still_written(tiny_mnist, tmp_path, monk
 def test_out_that_is_a_file_fails_before_any_work(name, tiny_mnist, tmp_path, capsys):
     out = tmp_path / "taken"
     out.write_text("a regular file")
-    assert cli.main([name, "--quick", "--no-progress", "--out", str(out)]) == 2
+    assert cli.main([name, "--quick", "--out", str(out)]) == 2
     assert "is a file, not a directory" in capsys.readouterr().err
     assert tiny_mnist == []  # the data was not even loaded
     assert out.read_text() == "a regular file"
@@ -187,3 +198,30 @@ def test_gradcheck_quick_checks_a_small_batch(capsys):
     assert cli.main(["gradcheck", "--quick", "--batch", "6", "--input-size", "12", "--hidden", "6",
                      "--output-size", "3"]) == 0
     assert "batch 6 (random)" in capsys.readouterr().out   # an explicit --batch wins
+
+
+def test_optimizer_paths_json_holds_the_books_first_steps(tmp_path, capsys):
+    assert cli.main(["optimizer-paths", "--steps", "5", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "optimizer-paths.json").read_text())
+    assert list(data["paths"]) == ["SGD", "Momentum", "AdaGrad", "Adam"]
+    assert all(len(points) == 6 for points in data["paths"].values())   # the start and 5 steps
+    # SGD lr 0.95 from (-7, 2), gradient (x / 10, 2 y) = (-0.7, 4): (-7 + 0.665, 2 - 3.8)
+    np.testing.assert_allclose(data["paths"]["SGD"][1], [-6.335, -1.8], atol=1e-9)
+    text = capsys.readouterr().out
+    assert "SGD" in text and "distance to (0, 0)" in text
+
+
+def test_hyperparameter_search_table_and_json_agree(tiny_mnist, tmp_path, capsys):
+    assert cli.main(["hyperparameter-search", "--trials", "3", "--epochs", "2", "--jobs", "1", "--seed", "5",
+                     "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "hyperparameter-search.json").read_text())
+    config = data["config"]
+    assert config["trials"] == 3 and config["epochs"] == 2 and config["seed"] == 5
+    assert (config["train_images"], config["validation_images"]) == (320, 80)   # all 400 fake images, 20% held out
+    assert len(data["trials"]) == 3 and all(len(t["val_acc"]) == 3 for t in data["trials"])
+    text = capsys.readouterr().out
+    assert text.count("trial ") >= 3   # a line per finished trial without --no-progress
+    best = [line for line in text.splitlines() if line.startswith("Best-")]
+    assert len(best) == 3
+    first = data["trials"][data["ranking"][0]]
+    assert f"val acc {first['final_val']:.4f}" in best[0] and f"lr {first['lr']:.3e}" in best[0]

@@ -1,4 +1,5 @@
-"""The chapter-6 experiments as subcommands: weight-init, activation-histograms, optimizers, overfitting, all.
+"""The chapter-6 experiments as subcommands: weight-init, activation-histograms, optimizers, optimizer-paths,
+overfitting, hyperparameter-search, all.
 
 Each writes its PNG plot(s) and a JSON of the data into ``--out`` and prints a
 table. Heavy imports (the experiments, the loader, matplotlib) happen inside
@@ -18,20 +19,41 @@ DEFAULTS = {
     "optimizers": {"iterations": 2000, "report_every": 100},
     "activation-histograms": {"num_inputs": 1000},
     "overfitting": {"epochs": 200, "num_test": None},
+    "optimizer-paths": {"steps": 30},
+    "hyperparameter-search": {"trials": 100, "epochs": 50},
 }
 QUICK = {
     "weight-init": {"iterations": 100, "report_every": 20},
     "optimizers": {"iterations": 100, "report_every": 20},
     "activation-histograms": {"num_inputs": 200},
     "overfitting": {"epochs": 10, "num_test": 1000},
+    "optimizer-paths": {},  # a fraction of a second already
+    "hyperparameter-search": {"trials": 4, "epochs": 3},
 }
 HELP = {
     "weight-init": "train a 5-layer ReLU net from std 0.01 / Xavier / He weights and compare the loss",
     "activation-histograms": "histograms of each layer's activations for 4 weight scales x 3 activations",
     "optimizers": "compare SGD, Momentum, AdaGrad and Adam training the same 5-layer ReLU net on MNIST",
     "overfitting": "train a 7-layer net on 300 images: plain vs weight decay vs dropout, accuracy per epoch",
-    "all": "run weight-init, activation-histograms, optimizers and overfitting in turn",
+    "optimizer-paths": "the paths of SGD, Momentum, AdaGrad and Adam down f(x, y) = x²/20 + y² from (-7, 2)",
+    "hyperparameter-search": "random search of SGD's learning rate and weight decay on 500 images, trials in parallel",
+    "all": "run weight-init, activation-histograms, optimizers, optimizer-paths, overfitting and "
+           "hyperparameter-search in turn",
 }
+DESCRIPTIONS = {  # what --help says beyond HELP
+    "optimizer-paths": "The book's optimizer_compare_naive.py: 30 steps each of SGD (lr 0.95), Momentum (lr 0.1), "
+                       "AdaGrad (lr 1.5) and Adam (lr 0.3) from (-7, 2), the gradient of f from the library's "
+                       "numerical_grad. Writes optimizer-paths.png (the four paths over the contours of f) and "
+                       "optimizer-paths.json (the points). --quick changes nothing: the run takes well under a "
+                       "second.",
+    "hyperparameter-search": "The book's hyperparameter_optimization.py: the first 500 training images, 20% held "
+                             "out for validation by a seeded shuffle; each trial trains a 784-100x6-10 ReLU net with "
+                             "SGD for 50 epochs of batch 100 at lr = 10^U(-6, -2) and weight decay = 10^U(-8, -4). "
+                             "Trials run in parallel on --jobs worker processes with one BLAS thread each. Prints "
+                             "the best trials; writes hyperparameter-search.png (the best 20 trials' validation and "
+                             "training accuracy, as the book's figure) and hyperparameter-search.json (every trial).",
+}
+BOOK_SEARCH_IMAGES = 500  # hyperparameter-search: the first 500 training images, 20% of them held out
 TITLES = {"weight-init": "Weight init", "optimizers": "Optimizers"}  # of the loss plots
 DESCRIPTION_DATA = ("MNIST is read from --data-dir, else $MINIGRAD_NETS_DATA, else the user cache; "
                     "when none holds it, the 10,000-image subset shipped with the package is used "
@@ -40,16 +62,21 @@ DESCRIPTION_DATA = ("MNIST is read from --data-dir, else $MINIGRAD_NETS_DATA, el
 
 def register(subparsers):
     """Add the experiment subcommands to the CLI."""
-    for name in ("weight-init", "activation-histograms", "optimizers", "overfitting", "all"):
-        needs_data = name != "activation-histograms"
+    for name in ("weight-init", "activation-histograms", "optimizers", "optimizer-paths", "overfitting",
+                 "hyperparameter-search", "all"):
+        needs_data = name not in ("activation-histograms", "optimizer-paths")
+        description = DESCRIPTIONS.get(name, HELP[name] + ".")
         parser = subparsers.add_parser(
-            name, help=HELP[name], description=HELP[name] + "." + (" " + DESCRIPTION_DATA if needs_data else ""))
+            name, help=HELP[name], description=description + (" " + DESCRIPTION_DATA if needs_data else ""))
         parser.add_argument("--out", default="results", metavar="DIR",
                             help="directory for the PNG plot(s) and the JSON of the data (default: results)")
-        parser.add_argument("--seed", type=non_negative_int, default=0,
-                            help="seed for weights, minibatch order and random inputs (default: 0)")
+        if name != "optimizer-paths":  # a fixed start, no random draws, no training loop
+            parser.add_argument("--seed", type=non_negative_int, default=0,
+                                help="seed for weights, minibatch order, random inputs and draws (default: 0)")
         parser.add_argument("--quick", action="store_true", help="a short run for smoke tests (seconds)")
-        parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+        if name != "optimizer-paths":
+            parser.add_argument("--no-progress", dest="progress", action="store_false",
+                                help="no progress bars (hyperparameter-search: no line per finished trial)")
         if needs_data:
             parser.add_argument("--data-dir", metavar="DIR",
                                 help="directory holding the four MNIST IDX files (an error if they are not there)")
@@ -62,7 +89,18 @@ def register(subparsers):
                                 help="training iterations (default 2000; 100 with --quick)")
         if name in ("overfitting", "all"):
             parser.add_argument("--epochs", type=positive_int,
-                                help="training epochs (default 200: the book's 201 measurements; 10 with --quick)")
+                                help="training epochs (default 200: the book's 201 measurements; 10 with --quick"
+                                     + ("; hyperparameter-search: 50, 3 with --quick)" if name == "all" else ")"))
+        if name == "hyperparameter-search":
+            parser.add_argument("--epochs", type=positive_int,
+                                help="training epochs of each trial (default 50; 3 with --quick)")
+        if name in ("hyperparameter-search", "all"):
+            parser.add_argument("--trials", type=positive_int,
+                                help="random draws of (lr, weight decay) (default 100; 4 with --quick)")
+            parser.add_argument("--jobs", type=positive_int,
+                                help="worker processes running trials at once (default: all cores; 1: no pool)")
+        if name in ("optimizer-paths", "all"):
+            parser.add_argument("--steps", type=positive_int, help="steps of each optimizer (default 30)")
         if name in ("activation-histograms", "all"):
             parser.add_argument("--num-inputs", type=positive_int,
                                 help="random inputs per histogram (default 1000; 200 with --quick)")
@@ -164,19 +202,88 @@ def run_overfitting(args, data=None):
     return 0
 
 
+def run_optimizer_paths(args, data=None):
+    """The optimizer-paths subcommand: returns the exit status."""
+    from ..experiments import optimizer_paths
+
+    options = _options("optimizer-paths", args)
+    check_output_dir(args.out)
+    started = time.perf_counter()
+    result = optimizer_paths(steps=options["steps"])
+    config = result["config"]
+    print(f"optimizer-paths: f(x, y) = {config['function']} from ({config['start'][0]:g}, {config['start'][1]:g}), "
+          f"{config['steps']} steps, gradient by {config['gradient']}")
+    print(f"{'optimizer':<10} {'lr':>5} {'final x':>10} {'final y':>10} {'f':>10} {'distance to (0, 0)':>19}")
+    for name, points in result["paths"].items():
+        print(f"{name:<10} {config['optimizers'][name]['lr']:5g} {points[-1][0]:10.4f} {points[-1][1]:10.4f} "
+              f"{result['values'][name][-1]:10.3g} {result['final_distance'][name]:19.4f}")
+    paths = _save(args, "optimizer-paths", result,
+                  {"optimizer-paths.png": lambda plotting, path: plotting.plot_optimizer_paths(result, path)})
+    _done(paths, started)
+    return 0
+
+
+def run_hyperparameter_search(args, data=None):
+    """The hyperparameter-search subcommand: returns the exit status."""
+    from ..experiments import hyperparameter_search
+    from ..experiments.hyperparameter_search import default_jobs
+
+    options = _options("hyperparameter-search", args)
+    check_output_dir(args.out)
+    (train, _), source = data or load_data(args)
+    jobs = args.jobs or default_jobs()
+
+    def report(trial, done, total):
+        if args.progress:
+            print(f"trial {done:>3}/{total}: val acc {trial['val_acc'][-1]:.4f} | lr {trial['lr']:.3e}, "
+                  f"weight decay {trial['weight_decay']:.3e} ({trial['seconds']:.1f} s)", flush=True)
+
+    started = time.perf_counter()
+    num_train = min(BOOK_SEARCH_IMAGES, len(train[0]))  # the book's 500, or all there are
+    result = hyperparameter_search(train, trials=options["trials"], num_train=num_train, epochs=options["epochs"],
+                                   seed=args.seed, jobs=jobs, method=args.method, on_trial=report)
+    result["data_source"] = str(source)
+    config = result["config"]
+    print(f"hyperparameter-search: ReLU net {'-'.join(map(str, config['layers']))}, SGD, batch "
+          f"{config['batch_size']}, {config['epochs']} epochs; {config['train_images']} training / "
+          f"{config['validation_images']} validation images; {config['trials']} trials of lr 10^U(-6, -2), "
+          f"weight decay 10^U(-8, -4), seed {args.seed}; {jobs} job{'s' if jobs > 1 else ''}")
+    print("=========== best trials (validation accuracy after the last epoch) ===========")
+    for place, number in enumerate(result["best"]):
+        trial = result["trials"][number]
+        if trial["diverged_at"] is not None:
+            print(f"Best-{place + 1:<3} diverged at iteration {trial['diverged_at']} | lr {trial['lr']:.3e}, "
+                  f"weight decay {trial['weight_decay']:.3e}")
+            continue
+        print(f"Best-{place + 1:<3} val acc {trial['final_val']:.4f} (train {trial['final_train']:.4f}) | "
+              f"lr {trial['lr']:.3e}, weight decay {trial['weight_decay']:.3e}")
+    ranges = result["best_ranges"]
+    if ranges["lr"] is not None:
+        print(f"the best {min(5, len(result['best']))}: lr {ranges['lr'][0]:.2e} .. {ranges['lr'][1]:.2e}, "
+              f"weight decay {ranges['weight_decay'][0]:.2e} .. {ranges['weight_decay'][1]:.2e}")
+    print(f"{config['trials']} trials in {result['wall_seconds']:.1f} s wall on {jobs} job{'s' if jobs > 1 else ''}")
+    paths = _save(args, "hyperparameter-search", result,
+                  {"hyperparameter-search.png":
+                   lambda plotting, path: plotting.plot_hyperparameter_search(result, path)})
+    _done(paths, started)
+    return 0
+
+
 def run_all(args):
-    """Run the four experiments in turn, loading MNIST once; returns the exit status."""
+    """Run the six experiments in turn, loading MNIST once; returns the exit status."""
     check_output_dir(args.out)
     data = load_data(args)
     status = 0
-    for runner in (run_weight_init, run_activation_histograms, run_optimizers, run_overfitting):
+    for runner in (run_weight_init, run_activation_histograms, run_optimizers, run_optimizer_paths, run_overfitting,
+                   run_hyperparameter_search):
         print()
         status = max(status, runner(args, data))
     return status
 
 
 RUNNERS = {"weight-init": run_weight_init, "activation-histograms": run_activation_histograms,
-           "optimizers": run_optimizers, "overfitting": run_overfitting, "all": run_all}
+           "optimizers": run_optimizers, "optimizer-paths": run_optimizer_paths, "overfitting": run_overfitting,
+           "hyperparameter-search": run_hyperparameter_search, "all": run_all}
 
 
 # ---------------------------------------------------------------- helpers
@@ -187,7 +294,7 @@ def _options(name, args):
     options = dict(DEFAULTS[name])
     if args.quick:
         options.update(QUICK[name])
-    for key in ("iterations", "epochs", "num_inputs"):
+    for key in ("iterations", "epochs", "num_inputs", "trials", "steps"):
         if key in options and getattr(args, key, None) is not None:
             options[key] = getattr(args, key)
     if "report_every" in options:
