@@ -24,6 +24,9 @@ from .checks import as_float_array, labels_or_targets, labels_unless_soft
 
 def sigmoid_values(x):
     """The logistic function on a plain float array (no checks): ``1/(1+e)`` or ``e/(1+e)`` with ``e = exp(-|x|)``."""
+    if onp.iscomplexobj(x):  # the complex step: |x| is not analytic, so branch on the real part instead
+        e = onp.exp(onp.where(x.real >= 0, -x, x))
+        return onp.where(x.real >= 0, 1, e) / (1 + e)
     e = onp.exp(-onp.abs(x))  # in (0, 1]: never overflows
     y = onp.where(x >= 0, 1, e)
     y /= 1 + e  # in place: y is ours

@@ -25,8 +25,8 @@ has to recognise a layer by its name:
 - ``decayed``: the key paths of the params leaves weight decay applies to
   (Dense: ``(("W",),)``; biases and BatchNorm's γ/β are not decayed);
 - ``kind``: what the vectorised numerical path may assume (``Elementwise``,
-  ``DENSE``, ``MASK``, ``RESHAPE``), or None for "opaque": then it uses the
-  element-by-element loop and says so;
+  ``DENSE``, ``MASK``, ``RESHAPE``, ``FEATURE``), or None for "opaque": then it
+  uses the element-by-element loop and says so;
 - ``random``: the layer draws from ``key`` in training mode;
 - ``layers``: for a composite (``serial``), the layers inside it.
 
@@ -70,6 +70,9 @@ class Elementwise(NamedTuple):
 DENSE = "dense"      # y = x @ params['W'] + params['b'] over the last axis
 MASK = "mask"        # y = x * m, where m depends only on the shape, the mode and the key (dropout)
 RESHAPE = "reshape"  # each row of y is the same row of x, reshaped (flatten)
+# Per feature, across the batch (BatchNorm): column f of y depends only on column f of x (every row) and on
+# entry f of each params / state leaf, which are shaped like one example's features.
+FEATURE = "feature"
 
 
 def layer_rng(key, index):
@@ -328,7 +331,7 @@ def BatchNorm(momentum=0.9, eps=1e-6):
         # dx = (dxhat - mean_B(dxhat) - xhat * mean_B(dxhat * xhat)) / sqrt(var_B + eps).
         return grads, inv_std * (dxhat - dxhat.mean(axis=0) - xhat * (dxhat * xhat).mean(axis=0))
 
-    return Layer(name, init_fun, apply, forward, backward, has_params=True, has_state=True)
+    return Layer(name, init_fun, apply, forward, backward, has_params=True, has_state=True, kind=FEATURE)
 
 
 # ---------------------------------------------------------------- serial

@@ -259,15 +259,41 @@ def square_layer():
     return Layer("Square", lambda rng, shape, dtype: (tuple(shape), None, None), apply, forward, backward)
 
 
-def test_unknown_layer_falls_back_to_the_plain_loop_and_is_named():
+def test_unknown_layer_is_named_and_only_the_params_up_to_it_are_looped():
     net = mg.Network((mg.Dense(4, "xavier"), square_layer(), mg.Dense(3, "xavier")), 5, 3)
     params = net.init(0)
     x, t = batch(np.random.default_rng(0), 6, 5, 3)
-    with pytest.warns(numerical.SlowPathWarning, match=r"layer 1 \(Square\)"):
+    with pytest.warns(numerical.SlowPathWarning, match=r"layer 1 \(Square\), which declares no structure.*the 24 params "
+                                                       r"at or before layer 1.*the 15 after it"):
         fast = mg.numerical_grad(net.loss, params, x, t)
     loop = mg.numerical_grad(net.loss, params, x, t, vectorize=False)
-    for a, b in zip(tree_leaves(fast), tree_leaves(loop)):
+    for a, b in zip(tree_leaves(fast[0]), tree_leaves(loop[0])):  # before the opaque layer: the loop itself
         np.testing.assert_array_equal(a, b)
+    assert max_leaf_norm_rel(fast[1], loop[1]) < 1e-8  # after it: vectorised, the same to rounding
+    assert max_leaf_norm_rel(fast, mg.grad(net, params, x, t)) < 1e-7
+
+
+def test_an_opaque_layer_before_any_params_costs_nothing():
+    net = mg.Network((square_layer(), mg.Dense(4, "xavier"), mg.Tanh, mg.Dense(3, "xavier")), 5, 3)
+    params = net.init(0)
+    x, t = batch(np.random.default_rng(0), 6, 5, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", numerical.SlowPathWarning)
+        fast = mg.numerical_grad(net.loss, params, x, t)
+    assert max_leaf_norm_rel(fast, mg.grad(net, params, x, t)) < 1e-8
+
+
+def test_a_declaration_that_does_not_hold_is_not_trusted():
+    # A layer that says it is elementwise tanh but computes something else: checked, named, looped.
+    liar = mg.Layer("Liar", lambda rng, shape, dtype: (tuple(shape), None, None),
+                    lambda params, state, x, train, key: (x * x, state),
+                    lambda params, state, x, train, key: (x * x, x, state),
+                    lambda params, x, dy, need_dx: (None, 2 * x * dy), kind=mg.Elementwise(np.tanh))
+    net = mg.Network((mg.Dense(4, "xavier"), liar, mg.Dense(3, "xavier")), 5, 3)
+    params = net.init(0)
+    x, t = batch(np.random.default_rng(0), 6, 5, 3)
+    with pytest.warns(numerical.SlowPathWarning, match=r"layer 1 \(Liar\), which declares Elementwise but its fn"):
+        fast = mg.numerical_grad(net.loss, params, x, t)
     assert max_leaf_norm_rel(fast, mg.grad(net, params, x, t)) < 1e-7
 
 

@@ -7,7 +7,8 @@ METHODS = {
     "autograd": "autodiff",
     "backprop": "backprop",
     "autograd-fused": "fused",
-    "numerical": "numerical",
+    "numerical": "numerical",         # central differences
+    "complex-step": "complex_step",   # Im L(θ + ih) / h: exact to rounding for complex-safe layers
 }
 
 # What training uses unless told otherwise: autograd over the layers' own primitives,

@@ -1,10 +1,24 @@
-"""The numerical path: central differences in float64, for any scalar function of a pytree and, fast, for networks.
+"""The numerical path: central differences (or the complex step) in float64, for any scalar function of a pytree and, fast, for networks.
 
-Every estimate is ``(f(x + h) - f(x - h)) / (x_plus - x_minus)`` with
-``h = eps**(1/3) * max(1, |x|)``; dividing by the step actually realised in
-floating point (``x_plus - x_minus``) rather than by ``2h`` is what makes the
-step exactly representable. The caller's params are never touched: work is done
-on float64 copies.
+Every central difference is ``(f(x + h) - f(x - h)) / (x_plus - x_minus)``
+with ``h = eps**(1/3) * max(1, |x|)``; dividing by the step actually realised
+in floating point (``x_plus - x_minus``) rather than by ``2h`` is what makes
+the step exactly representable. The caller's params are never touched: work is
+done on float64 copies.
+
+Methods (``method=``):
+
+- ``central`` (the default): central differences, for any function. Agreement
+  with an exact gradient is about ``eps**(2/3)`` ≈ 1e-10 relative at best.
+- ``complex-step``: ``Im f(x + ih) / h`` with ``h = 1e-20`` (Squire & Trapp
+  1998): no subtraction, so no cancellation; exact to rounding for functions
+  built from analytic operations (+, ×, exp, log, tanh, matmul, branches on the
+  real part). ``f`` is called with complex128 params. It is wrong for code that
+  takes ``abs`` of, conjugates, or compares imaginary parts of perturbed values,
+  or drops the imaginary part: so every complex-step result is checked against
+  central differences along one random direction per leaf, and a disagreement
+  raises ``NotComplexSafeError`` naming the leaf (numpy's ``ComplexWarning``,
+  an imaginary part discarded, is an error too). Never a silently wrong gradient.
 
 Modes of ``numerical_grad``:
 
@@ -32,12 +46,24 @@ import numpy as np
 from .. import layers as L
 from ..checks import labels_unless_soft
 from ..network import Network
-from ..tree import tree_leaves, tree_leaves_with_paths, tree_unflatten
+from ..tree import tree_leaves, tree_leaves_with_keys, tree_leaves_with_paths, tree_map, tree_unflatten
 
 MODES = ("full", "sampled", "directional")
+METHODS = ("central", "complex-step")
 STEP_SCALE = np.finfo(np.float64).eps ** (1 / 3)
+COMPLEX_STEP = 1e-20
 DEFAULT_SAMPLES = 8
 DEFAULT_MAX_BYTES = 200_000_000
+# The complex-step result must match central differences along a random direction per leaf to this
+# (central differences are good to ~1e-8 there; a function that is not complex-safe is off by O(1)).
+# A central difference straddling a kink (ReLU's) is wrong instead: so steps 10 and 100 times smaller
+# are tried before the complex step is called wrong, each with the absolute tolerance its rounding needs.
+SAFETY_RTOL, SAFETY_ATOL = 1e-5, 1e-8
+SAFETY_STEPS = (1.0, 0.1, 0.01)
+
+
+class NotComplexSafeError(ValueError):
+    """The complex step disagrees with central differences: the function is not complex-safe (abs, conj, ...)."""
 
 
 # ---------------------------------------------------------------- steps and probes
@@ -67,9 +93,15 @@ def _check_samples(samples):
     return int(samples)
 
 
-def _leaf_rng(seed, leaf_number):
+def _check_method(method):
+    if method not in METHODS:
+        raise ValueError(f"unknown numerical method {method!r}; choose one of {list(METHODS)}")
+    return method
+
+
+def _leaf_rng(seed, leaf_number, stream=()):
     """Each leaf draws from its own stream, so adding a leaf never changes another leaf's probes."""
-    return np.random.default_rng([_check_seed(seed), leaf_number])
+    return np.random.default_rng([_check_seed(seed), leaf_number, *stream])
 
 
 def _float64_leaves(params):
@@ -148,75 +180,166 @@ def _scalar(value, what):
     return out
 
 
-def numerical_grad(f, params, *args, mode="full", seed=0, samples=DEFAULT_SAMPLES,
-                   vectorize=True, max_bytes=DEFAULT_MAX_BYTES, **kwargs):
-    """Central-difference gradient of scalar ``f(params, *args, **kwargs)`` in float64: pytree -> pytree (modes: module doc).
+def _imaginary(value, what):
+    """The imaginary part of the complex-step value ``f(x + ih)`` (0 for a real value); clear errors otherwise."""
+    arr = np.asarray(getattr(value, "_value", value))
+    if arr.shape != () or arr.dtype.kind not in "fiuc":
+        raise TypeError(f"f must return a scalar, got {type(value).__name__} of shape {arr.shape}")
+    if not np.isfinite(arr):
+        raise ValueError(f"f is not finite ({arr}) {what}; the complex step needs finite values")
+    return float(arr.imag)
 
-    ``f`` must be pure: it is called on float64 copies of params, never on the
-    caller's arrays. When ``f`` is a network's ``loss`` (``net.loss``), the full
-    mode uses the vectorised network path unless ``vectorize=False``, which
-    keeps the element-by-element loop; ``max_bytes`` bounds that path's memory.
+
+def _complex_safe_call(f, *args):
+    """``f(*args)``, with numpy's ComplexWarning (an imaginary part discarded) turned into NotComplexSafeError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)
+        try:
+            return f(*args)
+        except np.exceptions.ComplexWarning as err:
+            raise NotComplexSafeError(f"f discarded the imaginary part of a complex value ({err}): it is not "
+                                      f"complex-safe; use method='central'") from None
+
+
+def numerical_grad(f, params, *args, mode="full", method="central", seed=0, samples=DEFAULT_SAMPLES,
+                   vectorize=True, max_bytes=DEFAULT_MAX_BYTES, **kwargs):
+    """Numerical gradient of scalar ``f(params, *args, **kwargs)`` in float64: pytree -> pytree (modes, methods: module doc).
+
+    ``f`` must be pure: it is called on float64 (complex128 for the complex
+    step) copies of params, never on the caller's arrays. When ``f`` is a
+    network's ``loss`` (``net.loss``), the full mode uses the vectorised network
+    path unless ``vectorize=False``, which keeps the element-by-element loop;
+    ``max_bytes`` bounds that path's memory. With ``method='complex-step'``
+    the result is checked against central differences (module doc) and
+    ``NotComplexSafeError`` says when ``f`` is not complex-safe.
     """
     _check_mode(mode)
+    _check_method(method)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Real) or not max_bytes > 0:
         raise ValueError(f"max_bytes must be a positive number of bytes, got {max_bytes!r}")
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
     net = _network_of(f)
-    if mode == "full" and vectorize and net is not None and set(kwargs) <= {"key", "state", "train"} \
-            and 2 <= len(args) <= 3:
-        return network_full_grad(net, params, *args, **kwargs, max_bytes=max_bytes)
-    if kwargs:
-        f = functools.partial(f, **kwargs)
+    network_call = net is not None and set(kwargs) <= {"key", "state", "train"} and 2 <= len(args) <= 3
+    if mode == "full" and vectorize and network_call:
+        return network_full_grad(net, params, *args, **kwargs, max_bytes=max_bytes, method=method)
+    f = functools.partial(f, **kwargs) if kwargs else f
+    central, complex_f = (lambda p: f(p, *args)), (lambda p: f(p, *args))
+    if network_call and method == "complex-step":  # net.loss checks for real dtypes: the same loss, unchecked
+        complex_f = _network_loss(net, params, *args, **kwargs)
     leaves = _float64_leaves(params)
     paths = [path for path, _ in tree_leaves_with_paths(params)]
-    if mode == "full":
-        return tree_unflatten(params, _loop(f, params, leaves, paths, args, None))
-    if mode == "sampled":
-        return tree_unflatten(params, _loop(f, params, leaves, paths, args,
-                                            tree_leaves(sample_indices(params, samples, seed))))
-    return tree_unflatten(params, _directional(f, params, leaves, paths, args, _check_samples(samples), seed))
+    g = complex_f if method == "complex-step" else central
+    if mode == "directional":
+        out = _directional(g, params, leaves, paths, _check_samples(samples), seed, method)
+    else:
+        picks = None if mode == "full" else tree_leaves(sample_indices(params, samples, seed))
+        out = _loop(g, params, leaves, paths, picks, method)
+    if method == "complex-step":
+        check_complex_safe(central, complex_f, params, out if mode == "full" else None, seed)
+    return tree_unflatten(params, out)
 
 
-def _loop(f, like, leaves, paths, args, picks):
-    """The element-by-element loop: for each leaf, the derivatives at ``picks`` (all elements when None)."""
-    tree = tree_unflatten(like, leaves)
+def _loop(f, like, leaves, paths, picks, method="central", only=None):
+    """The element-by-element loop: for each leaf (in ``only``, default all) the derivatives at ``picks`` (all: None).
+
+    Leaves not in ``only`` get None.
+    """
+    complex_step = method == "complex-step"
+    work = [leaf.astype(np.complex128) if complex_step else leaf.copy() for leaf in leaves]
+    tree = tree_unflatten(like, work)
     grads = []
-    for number, (path, leaf) in enumerate(zip(paths, leaves)):
+    for number, (path, leaf) in enumerate(zip(paths, work)):
+        if only is not None and number not in only:
+            grads.append(None)
+            continue
         flat = leaf.reshape(-1)  # a view: writes go into the tree f sees
         where = range(flat.size) if picks is None else picks[number]
         out = np.empty(len(where))
         for slot, index in enumerate(where):
             x = flat[index]
-            plus, minus = perturbed(x)
-            flat[index] = plus
-            f_plus = _scalar(f(tree, *args), f"at params{path} flat index {index} + h")
-            flat[index] = minus
-            f_minus = _scalar(f(tree, *args), f"at params{path} flat index {index} - h")
+            if complex_step:
+                flat[index] = x + 1j * COMPLEX_STEP
+                out[slot] = _imaginary(_complex_safe_call(f, tree), f"at params{path} flat index {index} + ih") \
+                    / COMPLEX_STEP
+            else:
+                plus, minus = perturbed(x)
+                flat[index] = plus
+                f_plus = _scalar(f(tree), f"at params{path} flat index {index} + h")
+                flat[index] = minus
+                f_minus = _scalar(f(tree), f"at params{path} flat index {index} - h")
+                out[slot] = (f_plus - f_minus) / (plus - minus)
             flat[index] = x
-            out[slot] = (f_plus - f_minus) / (plus - minus)
         grads.append(out.reshape(leaf.shape) if picks is None else out)
     return grads
 
 
-def _directional(f, like, leaves, paths, args, samples, seed):
+def _directional(f, like, leaves, paths, samples, seed, method="central"):
     """For each leaf, (k,) directional derivatives along the directions ``random_directions`` gives."""
     out = []
     for number, (path, leaf) in enumerate(zip(paths, leaves)):
         if leaf.size == 0:
             out.append(np.zeros(0))
             continue
-        plus, minus, h, _ = _direction_probes(leaf, samples, _leaf_rng(seed, number))
+        plus, minus, h, v = _direction_probes(leaf, samples, _leaf_rng(seed, number))
         values = np.empty(samples)
         for k in range(samples):
             trial = list(leaves)
+            if method == "complex-step":  # along the same realised direction v that analytic_probes uses
+                trial[number] = (leaf.reshape(-1) + 1j * COMPLEX_STEP * v[k]).reshape(leaf.shape)
+                values[k] = _imaginary(_complex_safe_call(f, tree_unflatten(like, trial)),
+                                       f"along direction {k} of params{path} (+ih)") / COMPLEX_STEP
+                continue
             trial[number] = plus[k].reshape(leaf.shape)
-            f_plus = _scalar(f(tree_unflatten(like, trial), *args), f"along direction {k} of params{path} (+h)")
+            f_plus = _scalar(f(tree_unflatten(like, trial)), f"along direction {k} of params{path} (+h)")
             trial[number] = minus[k].reshape(leaf.shape)
-            f_minus = _scalar(f(tree_unflatten(like, trial), *args), f"along direction {k} of params{path} (-h)")
+            f_minus = _scalar(f(tree_unflatten(like, trial)), f"along direction {k} of params{path} (-h)")
             values[k] = (f_plus - f_minus) / (2 * h)
         out.append(values)
     return out
+
+
+def check_complex_safe(central, complex_f, params, grads=None, seed=0):
+    """Raise ``NotComplexSafeError`` where the complex step and central differences disagree (one direction per leaf).
+
+    ``central(p)`` and ``complex_f(p)`` are the same scalar function (the
+    latter taking complex params). Along a seeded random unit direction v per
+    leaf, central differences (at the usual step, then 10 and 100 times
+    smaller, in case one straddles a kink) are compared with ``grads[leaf] · v``
+    (the complex-step gradient) when ``grads`` is given, else with ``Im f(x + ihv)/h``.
+    """
+    leaves = _float64_leaves(params)
+    scale = max(1.0, abs(_scalar(central(tree_unflatten(params, leaves)), "at params")))
+    for number, (path, leaf) in enumerate(tree_leaves_with_paths(params)):
+        leaf = leaves[number]
+        if leaf.size == 0:
+            continue
+        _, _, h, v = _direction_probes(leaf, 1, _leaf_rng(seed, number, (1,)))
+        flat, trial = leaf.reshape(-1), list(leaves)
+        if grads is not None:
+            cs = float(np.asarray(grads[number], dtype=np.float64).reshape(-1) @ v[0])
+        else:
+            trial[number] = (flat + 1j * COMPLEX_STEP * v[0]).reshape(leaf.shape)
+            cs = _imaginary(_complex_safe_call(complex_f, tree_unflatten(params, trial)),
+                            f"along a probe of params{path}") / COMPLEX_STEP
+        seen = []
+        for shrink in SAFETY_STEPS:
+            plus, minus = flat + shrink * h * v[0], flat - shrink * h * v[0]
+            trial[number] = plus.reshape(leaf.shape)
+            f_plus = _scalar(central(tree_unflatten(params, trial)), f"along a probe of params{path} (+h)")
+            trial[number] = minus.reshape(leaf.shape)
+            f_minus = _scalar(central(tree_unflatten(params, trial)), f"along a probe of params{path} (-h)")
+            cd = (f_plus - f_minus) / (2 * shrink * h)
+            seen.append(cd)
+            if abs(cs - cd) <= SAFETY_RTOL * max(abs(cs), abs(cd)) + SAFETY_ATOL * scale / shrink:
+                break
+        else:
+            raise NotComplexSafeError(
+                f"the complex step is not valid for this function at params{path}: along a random direction it "
+                f"gives the derivative {cs:.10g}, central differences {', '.join(f'{d:.10g}' for d in seen)} (steps "
+                f"{', '.join(f'{s * h:.1e}' for s in SAFETY_STEPS)}). The function probably takes abs of, conjugates, "
+                f"compares or discards the imaginary part of values that depend on params (complex-safe code "
+                f"branches on .real only); use method='central'")
 
 
 # ---------------------------------------------------------------- networks
@@ -231,7 +354,7 @@ def _network_of(f):
 
 
 class SlowPathWarning(UserWarning):
-    """The vectorised numerical path cannot use a layer's declarations and falls back to the element loop."""
+    """The vectorised numerical path cannot use a layer's declarations and loops over some params element by element."""
 
 
 def as_float64(net, params, x, t, state=None, train=False, key=None):
@@ -243,92 +366,33 @@ def as_float64(net, params, x, t, state=None, train=False, key=None):
     return net64, params64, np.array(x, dtype=np.float64, copy=True), t, state64
 
 
-def value_and_grad(net, params, x, t, key=None, state=None, train=False):
-    """``(loss, gradient, new state)`` of the network's loss by full central differences (float64 inside).
+def _network_loss(net, params, x, t, key=None, *, state=None, train=False):
+    """``net.loss`` at this batch as a function of params alone that also takes complex params (float64 inside)."""
+    net64, _, x64, t, state64 = as_float64(net, params, x, t, state, train, key)
+    labels, targets = _targets(t, len(x64), net64.output_size)
+    rows = np.arange(len(x64))
 
-    The loss has the network's dtype; the gradient the structure of params and
-    each leaf's dtype. The state is held fixed under every perturbation; the new
-    state is that of the unperturbed forward pass.
+    def loss(p):
+        logits = net64.model.apply(p, state64, x64, train, key)[0]
+        return 2 * np.mean(_row_half_losses(logits, rows, labels, targets)) + net64.weight_penalty(p)
+
+    return loss
+
+
+def value_and_grad(net, params, x, t, key=None, state=None, train=False, method="central"):
+    """``(loss, gradient, new state)`` of the network's loss by full central differences or the complex step.
+
+    Float64 inside. The loss has the network's dtype; the gradient the
+    structure of params and each leaf's dtype. The state is held fixed under
+    every perturbation; the new state is that of the unperturbed forward pass.
     """
     net64, params64, x64, t, state64 = as_float64(net, params, x, t, state, train, key)
     loss, new_state = net64.batch_loss(params64, x64, t, state64, train, key)
-    grads = network_full_grad(net64, params64, x64, t, key, state=state64, train=train)
+    grads = network_full_grad(net64, params64, x64, t, key, state=state64, train=train, method=method)
     if new_state is not None:
         new_state = tree_unflatten(new_state, [np.asarray(s, dtype=net.dtype) for s in tree_leaves(new_state)])
     return net.dtype.type(loss), tree_unflatten(params, [g.astype(np.asarray(p).dtype, copy=False)
                                          for g, p in zip(tree_leaves(grads), tree_leaves(params))]), new_state
-
-
-@dataclasses.dataclass(frozen=True)
-class _Block:
-    """A dense layer and the elementwise layers after it, with the unperturbed batch through them."""
-    W: np.ndarray          # (n_in, n_out)
-    b: np.ndarray          # (n_out,)
-    inputs: np.ndarray     # (B, n_in): the dense layer's input
-    pre: np.ndarray        # (B, n_out): its output
-    post: np.ndarray       # (B, n_out): after the layers that follow it
-    ops: tuple             # ('fn', elementwise function) | ('scale', (B, n_out) multiplier)
-
-
-def _flat_layers(net, params, train, key):
-    """``[(position, layer, params, key)]``: the network's layers with nested ``serial`` layers opened."""
-    return [(".".join(map(str, position)), layer, p, k)
-            for position, layer, p, _, k, _ in L.leaf_layers(net.layers, params, None, key if train else None)]
-
-
-def _unvectorisable(flat):
-    """The layers (position, name) the vectorised path cannot take, judged by what they declare."""
-    kinds = [layer.kind for _, layer, _, _ in flat]
-    first = next((i for i, k in enumerate(kinds) if k == L.DENSE), None)
-    if first is None:
-        return [(pos, layer.name) for pos, layer, _, _ in flat if layer.has_params] or [("-", "no dense layer")]
-    return [(pos, layer.name) for i, (pos, layer, _, _) in enumerate(flat)
-            if layer.has_state or (layer.has_params and layer.kind != L.DENSE)
-            or (i > first and not (layer.kind in (L.DENSE, L.MASK, L.RESHAPE) or isinstance(layer.kind, L.Elementwise)))]
-
-
-def _baseline_blocks(flat, x, train):
-    """The forward pass split into blocks, one per dense layer (``_unvectorisable(flat)`` is empty)."""
-    dense_at = [i for i, (_, layer, _, _) in enumerate(flat) if layer.kind == L.DENSE]
-    a = x
-    for _, layer, _, key in flat[:dense_at[0]]:  # the prefix: untouched by any parameter
-        a = layer.apply(None, None, a, train, key)[0]
-    blocks = []
-    for number, start in enumerate(dense_at):
-        W, b = flat[start][2]["W"], flat[start][2]["b"]
-        pre = a @ W + b
-        stop = dense_at[number + 1] if number + 1 < len(dense_at) else len(flat)
-        post, ops = pre, []
-        for position, layer, _, key in flat[start + 1:stop]:
-            out = layer.apply(None, None, post, train, key)[0]
-            if isinstance(layer.kind, L.Elementwise):
-                ops.append(("fn", layer.kind.fn))
-            elif layer.kind == L.MASK:
-                scale = np.asarray(layer.apply(None, None, np.ones_like(post), train, key)[0])
-                if not np.all(scale == 1):
-                    ops.append(("scale", scale))
-            elif out.shape != post.shape:  # a reshape after a dense layer is the identity on (B, n)
-                raise ValueError(f"layer {position} ({layer.name}) changes the shape of a dense layer's output")
-            post = out
-        blocks.append(_Block(W, b, a, pre, post, tuple(ops)))
-        a = post
-    return blocks
-
-
-def _apply_ops(ops, values, gather, in_place=False):
-    """The block's elementwise layers on ``values``; ``gather(S)`` picks the dropout multipliers matching ``values``.
-
-    ``in_place`` lets it overwrite ``values``.
-    """
-    for kind, what in ops:
-        if kind == "fn":
-            values = np.asarray(what(values))
-        elif in_place:
-            values *= gather(what)
-        else:
-            values = values * gather(what)
-        in_place = True
-    return values
 
 
 def _targets(t, batch, classes):
@@ -338,12 +402,13 @@ def _targets(t, batch, classes):
 
 
 def _row_half_losses(logits, rows, labels, targets):
-    """Half the per-row cross-entropy of (R, C) logits for batch rows ``rows``, in ``cross_entropy``'s form.
+    """Half the per-row cross-entropy of (R, C) logits (real or complex) for batch rows ``rows``, as ``cross_entropy``.
 
     ``cross_entropy`` is ``2 * mean(log_norm / 2 + (max z - z_y) / 2)``: halves keep the gap from
-    overflowing, so the same halves are used here.
+    overflowing, so the same halves are used here. The shift m is the real part's maximum: any constant
+    gives the same function, and a real one keeps it analytic for the complex step.
     """
-    m = logits.max(axis=1, keepdims=True)
+    m = logits.real.max(axis=1, keepdims=True)
     with np.errstate(over="ignore"):
         log_norm = np.log(np.exp(logits - m).sum(axis=1))
         if labels is not None:
@@ -354,107 +419,376 @@ def _row_half_losses(logits, rows, labels, targets):
     return log_norm / 2 + half_gap
 
 
-def _push(blocks, start, pre, rows):
-    """Rows of block ``start``'s pre-activation (R, n), which it may overwrite, through the rest -> (R, C) outputs."""
-    gather = lambda scale: scale[rows]
-    values = _apply_ops(blocks[start].ops, pre, gather, in_place=True)
-    for block in blocks[start + 1:]:
-        values = values @ block.W
-        values += block.b
-        values = _apply_ops(block.ops, values, gather, in_place=True)
-    return values
+# ---------------------------------------------------------------- the vectorised network path
 
 
-def network_full_grad(net, params, x, t, key=None, state=None, train=False, max_bytes=DEFAULT_MAX_BYTES):
-    """Full central-difference gradient of ``net.loss(params, x, t, key, state=state, train=train)``: pytree -> float64 pytree.
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    """One layer with the unperturbed batch through it, and how the vectorised path evaluates it (``kind``)."""
+    position: str
+    layer: L.Layer
+    params: object
+    state: object
+    key: object
+    train: bool
+    inputs: np.ndarray      # the layer's input, (B, n_in) inside the vectorised segment
+    outputs: np.ndarray     # its output
+    kind: str               # 'dense', 'fn', 'scale', 'feature', 'same', or None (opaque: the reason is in `what`)
+    what: object = None     # 'fn': the elementwise function; 'scale': the (B, n) multiplier; None: the reason
 
-    Vectorised for networks whose layers declare themselves dense, elementwise,
-    a mask or a reshape (``layers.Layer.kind``). Each perturbation of
-    ``W_k[i, j]`` (or ``b_k[j]``) changes only column j of layer k's output, by
-    ``±h * input[:, i]``; after the elementwise layers only that column changes,
-    so the next layer's output gets a rank-1 update, and only the batch rows
-    whose column actually changed are pushed through the rest of the network,
-    in stacks bounded by ``max_bytes``. Rows that do not change contribute
-    exactly zero to ``f(+h) - f(-h)``, which is accumulated per row (the loss
-    is a mean over rows, each row's term in ``cross_entropy``'s own halved
-    form) plus the weight penalty's difference at the one perturbed entry.
-    Deterministic for given arguments. A network with other layers (opaque,
-    or with state) is differentiated by the element loop, with a
-    ``SlowPathWarning`` naming those layers.
+    def columns(self, x, js, params=None):
+        """A 'feature' layer on (B, P) inputs whose column p is feature ``js[p]`` -> (B, P); ``params`` already picked."""
+        pick = lambda leaf: np.asarray(leaf)[js]  # noqa: E731
+        p = _tree_map_none(pick, self.params) if params is None else params
+        return np.asarray(self.layer.apply(p, _tree_map_none(pick, self.state), x, self.train, self.key)[0])
+
+    def batches(self, v):
+        """A 'feature' layer on (P, B, n): P independent batches side by side as (B, P * n) features -> (P, B, n)."""
+        count, batch, n = v.shape
+        tile = lambda leaf: np.tile(np.asarray(leaf), count)  # noqa: E731
+        y = self.layer.apply(_tree_map_none(tile, self.params), _tree_map_none(tile, self.state),
+                             v.transpose(1, 0, 2).reshape(batch, count * n), self.train, self.key)[0]
+        return np.asarray(y).reshape(batch, count, n).transpose(1, 0, 2)
+
+
+def _tree_map_none(fn, tree):
+    return None if tree is None else tree_map(fn, tree)
+
+
+def _close(a, b):
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-12, atol=1e-12 * max(1.0, float(np.max(np.abs(b),
+                                                                                            initial=0.0)))))
+
+
+def _how_to_evaluate(layer, p, s, key, train, a, out):
+    """``(kind, what)``: how the vectorised path evaluates this layer inside its segment, from what it declares.
+
+    Each declaration is checked against the layer's own output on the unperturbed batch; a layer that
+    declares nothing (kind None), or whose declaration does not hold here, gets ``(None, reason)``.
     """
+    kind = layer.kind
+    if kind is None:
+        return None, "declares no structure the vectorised path can use (layers.Layer.kind is None)"
+    if a.ndim != 2 or out.ndim != 2:
+        return None, f"works on {max(a.ndim, out.ndim)}-D values; the vectorised path takes (batch, features)"
+    if layer.has_state and kind != L.FEATURE:
+        return None, "keeps state but does not declare FEATURE"
+    if kind == L.DENSE:
+        if type(p) is not dict or set(p) != {"W", "b"} or np.shape(p["W"]) != (a.shape[1], out.shape[1]):
+            return None, "declares DENSE but its params are not {'W': (n_in, n_out), 'b'}"
+        if not _close(out, a @ p["W"] + p["b"]):
+            return None, "declares DENSE but its output is not x @ W + b"
+        return "dense", None
+    if layer.has_params and kind != L.FEATURE:
+        return None, f"has params but declares {kind!r}, not DENSE or FEATURE"
+    if out.shape != a.shape:
+        return None, f"declares {kind!r} but changes the shape {a.shape} -> {out.shape}"
+    if isinstance(kind, L.Elementwise):
+        if not _close(out, np.asarray(kind.fn(a))):
+            return None, "declares Elementwise but its fn does not give its output"
+        return "fn", kind.fn
+    if kind == L.MASK:
+        scale = np.asarray(layer.apply(None, None, np.ones_like(a), train, key)[0])
+        if not _close(out, a * scale):
+            return None, "declares MASK but its output is not x times a fixed multiplier"
+        return ("same", None) if np.all(scale == 1) else ("scale", scale)
+    if kind == L.RESHAPE:
+        return "same", None
+    if kind == L.FEATURE:
+        n = a.shape[1]
+        if any(np.shape(leaf) != (n,) for leaf in tree_leaves(p if p is not None else []) +
+               tree_leaves(s if s is not None else [])):
+            return None, "declares FEATURE but its params / state leaves are not shaped like its features"
+        step = _Step("", layer, p, s, key, train, a, out, "feature")
+        js = np.arange(n)[::-1][:2]  # two features, picked out of order: slicing must not matter
+        if not (_close(step.columns(a[:, js], js), out[:, js]) and _close(step.batches(a[None]), out[None])):
+            return None, "declares FEATURE but its columns do not depend on their own feature alone"
+        return "feature", None
+    return None, f"declares an unknown kind {kind!r}"
+
+
+def _walk(net, params, x, state, train, key):
+    """Every (non-composite) layer as a ``_Step``, with the unperturbed batch through it, and its params leaf count."""
+    steps, counts, a = [], [], x
+    for position, layer, p, s, k, _ in L.leaf_layers(net.layers, params, state, key if train else None):
+        out = np.asarray(layer.apply(p, s, a, train, k)[0])
+        kind, what = _how_to_evaluate(layer, p, s, k, train, a, out)
+        steps.append(_Step(".".join(map(str, position)), layer, p, s, k, train, a, out, kind, what))
+        counts.append(len(tree_leaves(p)) if layer.has_params else 0)
+        a = out
+    return steps, counts
+
+
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    """What every perturbation needs: the targets, the unperturbed half losses per row, the method, the budget,
+    and the gradients already known at the inputs of FEATURE layers (``bounds``)."""
+    labels: object
+    targets: object
+    base_half: np.ndarray   # (B,)
+    complex_step: bool
+    max_bytes: float
+    bounds: dict = dataclasses.field(default_factory=dict)  # step index -> (B, n) d(sum of half losses)/d(input)
+
+    @property
+    def batch(self):
+        return len(self.base_half)
+
+    def row_changes(self, logits, rows):
+        """(P, C) logits of rows ``rows`` -> (P,) changes of their half losses."""
+        return _row_half_losses(logits, rows, self.labels, self.targets) - self.base_half[rows]
+
+    def batch_changes(self, logits):
+        """(P, B, C) logits of P whole batches -> (P,) changes of the summed half losses."""
+        count, batch, classes = logits.shape
+        rows = np.tile(np.arange(batch), count)
+        half = _row_half_losses(logits.reshape(count * batch, classes), rows, self.labels, self.targets)
+        return (half.reshape(count, batch) - self.base_half).sum(axis=1)
+
+
+def _matmul(values, W):
+    """``values @ W`` over the last axis; a complex ``values`` as two real products (a complex one costs four)."""
+    flat = values.reshape(-1, values.shape[-1])
+    if np.iscomplexobj(flat):
+        out = np.empty((len(flat), W.shape[1]), np.complex128)
+        out.real = flat.real @ W
+        out.imag = flat.imag @ W
+    else:
+        out = flat @ W
+    return out.reshape(values.shape[:-1] + (W.shape[1],))
+
+
+def _boundary(steps, origin, i, ctx):
+    """Whether the propagation from ``origin`` stops at the input of step i: a FEATURE layer whose gradient is known."""
+    return i >= origin + 2 and i in ctx.bounds
+
+
+def _changes(steps, origin, js, rows, new, ctx):
+    """Changes of the summed half losses when column ``js[p]`` of step ``origin``'s output takes new values: (P,).
+
+    ``new`` is (P,) when only row ``rows[p]`` changes, or (B, P) (``rows`` None) when the whole column
+    does. Only that column is carried while the layers keep it apart (elementwise, masks, FEATURE
+    layers, which spread it over every row of that column); the next dense layer turns it into a
+    rank-1 change of its output, for one row or for the whole batch. The change stops at the input of
+    a later FEATURE layer whose gradient is known (``ctx.bounds``): there it is that gradient times the change.
+    """
+    count, i = len(js), origin + 1
+    col, picked = new, np.arange(count)
+    while i < len(steps) and steps[i].kind != "dense":
+        step = steps[i]
+        if _boundary(steps, origin, i, ctx):
+            grad = ctx.bounds[i]
+            if rows is not None:
+                return (col - step.inputs[rows, js]) * grad[rows, js]
+            return np.einsum("bp,bp->p", col - step.inputs[:, js], grad[:, js])
+        if step.kind == "fn":
+            col = step.what(col)
+        elif step.kind == "scale":
+            col = col * (step.what[rows, js] if rows is not None else step.what[:, js])
+        elif step.kind == "feature":
+            if rows is not None:
+                x = step.inputs[:, js].astype(col.dtype)
+                x[rows, picked] = col
+                col, rows = x, None
+            col = step.columns(col, js)
+        i += 1
+    if i == len(steps):  # the column is a column of the logits
+        logits = steps[-1].outputs
+        if rows is not None:
+            z = logits[rows].astype(col.dtype)
+            z[picked, js] = col
+            return ctx.row_changes(z, rows)
+        z = np.repeat(logits[None], count, axis=0).astype(col.dtype)
+        z[picked, :, js] = col.T
+        return ctx.batch_changes(z)
+    dense = steps[i]
+    change = col - (dense.inputs[rows, js] if rows is not None else dense.inputs[:, js])
+    if _boundary(steps, origin, i + 1, ctx):  # straight into a known gradient: <change ⊗ W[j], grad> = change · (grad Wᵀ)[:, j]
+        back = ctx.bounds[i + 1] @ dense.params["W"].T
+        return change * back[rows, js] if rows is not None else np.einsum("bp,bp->p", change, back[:, js])
+    w_rows = dense.params["W"][js]  # (P, n_out): the weights leaving the changed units
+    if rows is not None:
+        values = dense.outputs[rows] + change[:, None] * w_rows
+    else:
+        values = dense.outputs[None] + change.T[:, :, None] * w_rows[:, None, :]
+    return _rows_through(steps, origin, i + 1, values, rows, ctx)
+
+
+def _rows_through(steps, origin, start, values, rows, ctx):
+    """Changed rows (P, n) (batch rows ``rows``) or whole batches (P, B, n) through ``steps[start:]`` -> (P,) changes."""
+    for i in range(start, len(steps)):
+        step = steps[i]
+        if _boundary(steps, origin, i, ctx):
+            grad = ctx.bounds[i]
+            if rows is not None:
+                return np.einsum("pn,pn->p", values - step.inputs[rows], grad[rows])
+            return np.einsum("pbn,bn->p", values - step.inputs[None], grad)
+        if step.kind == "dense":
+            values = _matmul(values, step.params["W"])
+            values += step.params["b"]
+        elif step.kind == "fn":
+            values = step.what(values)
+        elif step.kind == "scale":
+            values = values * (step.what[rows] if rows is not None else step.what)
+        elif step.kind == "feature":
+            if rows is not None:  # one row changed: every row of every column changes
+                batch = np.repeat(step.inputs[None], len(rows), axis=0).astype(values.dtype)
+                batch[np.arange(len(rows)), rows] = values
+                values, rows = batch, None
+            values = step.batches(values)
+    return ctx.row_changes(values, rows) if rows is not None else ctx.batch_changes(values)
+
+
+def _slopes(steps, origin, js, rows, news, taken, ctx):
+    """d(summed half losses) / d(the perturbed quantity) for each of P perturbations of step ``origin``'s output: (P,).
+
+    ``news``: ``(up, down)`` new values for central differences, ``(z,)`` complex ones for the complex
+    step (last axis: the perturbation); ``taken``: the step actually taken, per perturbation or scalar.
+    Done in chunks bounded by ``ctx.max_bytes``.
+    """
+    count = len(js)
+    whole = rows is None or (origin + 1 < len(steps) and steps[origin + 1].kind == "feature")
+    widest = max(max(s.inputs.shape[-1], s.outputs.shape[-1]) for s in steps[origin:])
+    per = 16 * 8 * widest * (ctx.batch if whole else 1) * (1 if ctx.complex_step else 2)
+    chunk = int(max(1, min(count, ctx.max_bytes // per, 2048)))
+    out = np.empty(count)
+    for c0 in range(0, count, chunk):
+        sl = slice(c0, c0 + chunk)
+        r = None if rows is None else rows[sl]
+        if ctx.complex_step:
+            out[sl] = _changes(steps, origin, js[sl], r, news[0][..., sl], ctx).imag
+            continue
+        k = len(js[sl])
+        both = _changes(steps, origin, np.concatenate([js[sl], js[sl]]), None if r is None else np.concatenate([r, r]),
+                        np.concatenate([news[0][..., sl], news[1][..., sl]], axis=-1), ctx)
+        out[sl] = both[:k] - both[k:]
+    return out / taken
+
+
+def _output_slopes(steps, i, ctx):
+    """d(summed half losses) / d y at every (row, unit) of step i's output y, each entry perturbed once: (B, n)."""
+    batch, n = steps[i].outputs.shape
+    rows, js = np.repeat(np.arange(batch), n), np.tile(np.arange(n), batch)
+    base = steps[i].outputs.reshape(-1)
+    if ctx.complex_step:
+        return _slopes(steps, i, js, rows, (base + 1j * COMPLEX_STEP,), COMPLEX_STEP, ctx).reshape(batch, n)
+    plus, minus = perturbed(base)
+    return _slopes(steps, i, js, rows, (plus, minus), plus - minus, ctx).reshape(batch, n)
+
+
+def _feature_grads(steps, i, ctx):
+    """Slopes for a FEATURE step's params: each entry perturbed on its own (one column of output per entry)."""
+    step = steps[i]
+    js = np.arange(step.outputs.shape[1])
+    leaves = tree_leaves(step.params)
+    grads = []
+    for number, leaf in enumerate(leaves):
+        def output_with(value):  # every feature perturbed at once: each column sees only its own entry
+            trial = list(leaves)
+            trial[number] = value
+            return step.columns(step.inputs, js, tree_unflatten(step.params, trial))
+        if ctx.complex_step:
+            grads.append(_slopes(steps, i, js, None, (output_with(leaf + 1j * COMPLEX_STEP),), COMPLEX_STEP, ctx))
+        else:
+            plus, minus = perturbed(leaf)
+            grads.append(_slopes(steps, i, js, None, (output_with(plus), output_with(minus)), plus - minus, ctx))
+    return tree_unflatten(step.params, grads)
+
+
+def _penalty_grad(leaf, lam, complex_step):
+    """The derivative of ½λw² at each entry of a decayed leaf, by the same numerical method."""
+    if complex_step:
+        return (0.5 * lam * (leaf + 1j * COMPLEX_STEP) ** 2).imag / COMPLEX_STEP
+    plus, minus = perturbed(leaf)
+    return 0.5 * lam * (plus ** 2 - minus ** 2) / (plus - minus)
+
+
+def _segment_grads(segment, ctx):
+    """Per layer with params in the vectorised segment, its gradient pytree (in loss units), last layer first.
+
+    A DENSE layer's weights: ``inputs.T @ d`` with d = d loss / d (its output), every output entry
+    perturbed once (to O(h²) the same as perturbing each weight: the layer is affine in its weights,
+    and a weight's perturbation moves column j of its output by ``±h * x[:, i]``). The gradient at the
+    input of a FEATURE layer (perturbing each entry once, through it) is kept in ``ctx.bounds``: changes
+    upstream stop there, so a perturbation never has to carry a whole batch past a second FEATURE layer.
+    """
+    scale = 2 / ctx.batch  # the loss is 2 * mean(half losses)
+    out = {}
+    for i in range(len(segment) - 1, -1, -1):
+        step = segment[i]
+        feeds_feature = i + 1 < len(segment) and segment[i + 1].kind == "feature"
+        if step.kind == "dense" or feeds_feature:
+            d = _output_slopes(segment, i, ctx)
+            if feeds_feature:
+                ctx.bounds[i + 1] = d
+            if step.kind == "dense":
+                d = scale * d
+                out[i] = {"W": step.inputs.T @ d, "b": d.sum(axis=0)}
+        if step.kind == "feature" and step.layer.has_params:
+            out[i] = tree_map(lambda g: scale * g, _feature_grads(segment, i, ctx))
+    return out
+
+
+def network_full_grad(net, params, x, t, key=None, state=None, train=False, max_bytes=DEFAULT_MAX_BYTES,
+                      method="central"):
+    """Full numerical gradient of ``net.loss(params, x, t, key, state=state, train=train)``: pytree -> float64 pytree.
+
+    ``method``: 'central' differences or the 'complex-step' (then checked, module doc). Vectorised
+    through what the layers declare (``layers.Layer.kind``), each declaration checked on the batch:
+
+    - the loss is a sum over rows (``cross_entropy``'s own halved form per row, plus the penalty's
+      difference at the one perturbed entry), so a change that touches some rows is summed over those;
+    - a DENSE layer is affine in its weights and input: its weights' gradient comes from d loss / d y at
+      every (row, unit) of its output y, one perturbation each (``_segment_grads``);
+    - a perturbation of one entry of y changes one column; elementwise layers and masks keep it in that
+      column (evaluated there only), a FEATURE layer (BatchNorm, training mode) spreads it over that
+      column's rows (its params are perturbed entry by entry the same way), the next dense layer makes
+      it a rank-1 change of one row or of the whole batch; the changed rows go through the rest of the
+      network, or up to the input of the next FEATURE layer, where the gradient is already known
+      (computed last layer first) and the change's effect is that gradient times the change (first
+      order: the same O(h²) as the central difference). Stacks of perturbations are bounded by ``max_bytes``.
+
+    Layers it cannot take (opaque, or a declaration that does not hold) are named in a
+    ``SlowPathWarning``: the params at or before the last of them are differentiated element by
+    element on the whole loss, the ones after it by the vectorised path. Deterministic.
+    """
+    _check_method(method)
     net64, params64, x64, t, state64 = as_float64(net, params, x, t, state, train, key)
     net64.batch_loss(params64, x64, t, state64, train, key)  # bad targets or key: the usual clear errors
-    flat = _flat_layers(net64, params64, train, key)
-    bad = _unvectorisable(flat)
-    if bad:
-        names = ", ".join(f"layer {i} ({name})" for i, name in bad)
-        warnings.warn(f"the vectorised numerical path cannot use {names}: it declares no structure that path "
-                      f"knows (layers.Layer.kind) or keeps state; using the element-by-element loop (slow)",
-                      SlowPathWarning, stacklevel=2)
-        loss = functools.partial(net64.loss, key=key, state=state64, train=train)
-        leaves = _float64_leaves(params64)
-        paths = [path for path, _ in tree_leaves_with_paths(params64)]
-        return tree_unflatten(params, _loop(loss, params64, leaves, paths, (x64, t), None))
-    blocks = _baseline_blocks(flat, x64, train)
-    batch, classes = blocks[-1].post.shape
-    labels, targets = _targets(t, batch, classes)
-    widest = max(max(b.W.shape) for b in blocks)
-    lam = net64.weight_decay
-    grads = []
-    for k, block in enumerate(blocks):
-        grads.append(_block_grad(blocks, k, labels, targets, lam, widest, max_bytes))
-    return tree_unflatten(params, [g for pair in grads for g in pair])
-
-
-def _block_grad(blocks, k, labels, targets, lam, widest, max_bytes):
-    """``(dW, db)`` of block k by central differences, streaming perturbed rows through the later blocks."""
-    block = blocks[k]
-    batch, n_in = block.inputs.shape
-    n_out = block.W.shape[1]
-    # Row i < n_in of the augmented weights is W[i]; row n_in is the bias, whose "input" is 1.
-    inputs = np.hstack([block.inputs, np.ones((batch, 1))])
-    values = np.vstack([block.W, block.b[None, :]])
-    plus, minus = perturbed(values)
-    up, down = plus - values, values - minus
-    sums = np.zeros(values.size)
-    last = k + 1 == len(blocks)
-    # A group of candidates (batch, units, columns) takes about twelve 8-byte arrays; a stack of rows about
-    # eight of width `widest`. Cache-sized row stacks are fastest.
-    cap = max(1, max_bytes // (12 * 8 * batch))
-    units_per_group = min(n_in + 1, cap)
-    columns = max(1, min(n_out, cap // units_per_group))
-    row_chunk = max(1, min(4096, max_bytes // (2 * 8 * 8 * widest)))
-    groups = [(i0, j0) for i0 in range(0, n_in + 1, units_per_group) for j0 in range(0, n_out, columns)]
-    for i0, j0 in groups:
-        iv = slice(i0, min(n_in + 1, i0 + units_per_group))
-        js = np.arange(j0, min(n_out, j0 + columns))
-        gather = lambda scale: scale[:, js][:, None, :]
-        col_pre = block.pre[:, js][:, None, :]
-        col_post = block.post[:, js][:, None, :]
-        new_up = _apply_ops(block.ops, col_pre + inputs[:, iv, None] * up[None, iv, js], gather)
-        new_down = _apply_ops(block.ops, col_pre - inputs[:, iv, None] * down[None, iv, js], gather)
-        change_up, change_down = new_up - col_post, new_down - col_post
-        rows, units, cols = np.nonzero((change_up != 0) | (change_down != 0))
-        for r0 in range(0, len(rows), row_chunk):
-            sl = slice(r0, r0 + row_chunk)
-            r, u, c = rows[sl], units[sl], cols[sl]
-            j, count = js[c], len(r)
-            both = np.concatenate([r, r])  # the +h rows, then the -h rows
-            if last:
-                out = block.post[both]
-                out[np.arange(2 * count), np.concatenate([j, j])] = np.concatenate(
-                    [new_up[r, u, c], new_down[r, u, c]])
-            else:
-                nxt = blocks[k + 1]
-                pre = nxt.pre[both]
-                w_rows = nxt.W[j]
-                pre[:count] += change_up[r, u, c][:, None] * w_rows
-                pre[count:] += change_down[r, u, c][:, None] * w_rows
-                out = _push(blocks, k + 1, pre, both)
-            losses = _row_half_losses(out, both, labels, targets)
-            sums += np.bincount((u + i0) * n_out + j, weights=losses[:count] - losses[count:], minlength=values.size)
-    penalty = np.zeros_like(values)
-    if lam:
-        penalty[:n_in] = 0.5 * lam * (plus[:n_in] ** 2 - minus[:n_in] ** 2)
-    grad = (2 * sums.reshape(values.shape) / batch + penalty) / (plus - minus)
-    return grad[:n_in], grad[n_in]
+    steps, counts = _walk(net64, params64, x64, state64, train, key)
+    blocked = [i for i, step in enumerate(steps) if step.kind is None]
+    last = blocked[-1] if blocked else -1
+    looped = sum(counts[:last + 1])
+    leaves = _float64_leaves(params64)
+    paths = [path for path, _ in tree_leaves_with_paths(params64)]
+    complex_step = method == "complex-step"
+    central = functools.partial(net64.loss, x=x64, t=t, key=key, state=state64, train=train)
+    complex_f = _network_loss(net64, params64, x64, t, key, state=state64, train=train) if complex_step else None
+    grads = [None] * len(leaves)
+    if looped:
+        first_params = next(i for i, c in enumerate(counts) if c)
+        names = "; ".join(f"layer {steps[i].position} ({steps[i].layer.name}), which {steps[i].what}"
+                          for i in blocked if i >= first_params)
+        warnings.warn(f"the vectorised numerical path cannot use {names}: the element-by-element loop (slow) "
+                      f"differentiates the {sum(leaf.size for leaf in leaves[:looped])} params at or before layer "
+                      f"{steps[last].position}, the vectorised path the "
+                      f"{sum(leaf.size for leaf in leaves[looped:])} after it", SlowPathWarning, stacklevel=2)
+        grads[:looped] = _loop(complex_f if complex_step else central, params64, leaves, paths, None, method,
+                               only=range(looped))[:looped]
+    if looped < len(leaves):
+        segment = steps[last + 1:]
+        labels, targets = _targets(t, len(x64), net64.output_size)
+        base_half = _row_half_losses(segment[-1].outputs, np.arange(len(x64)), labels, targets)
+        by_layer = _segment_grads(segment, _Context(labels, targets, base_half, complex_step, max_bytes))
+        number = looped
+        for i in sorted(by_layer):
+            step = segment[i]
+            decayed = set(step.layer.decayed)
+            for (keys, g), leaf in zip(tree_leaves_with_keys(by_layer[i]), tree_leaves(step.params)):
+                if keys in decayed and net64.weight_decay:
+                    g = g + _penalty_grad(leaf, net64.weight_decay, complex_step)
+                grads[number] = np.asarray(g, dtype=np.float64).reshape(np.shape(leaf))
+                number += 1
+    if complex_step:
+        check_complex_safe(central, complex_f, params64, grads)
+    return tree_unflatten(params, grads)
