@@ -335,3 +335,56 @@ def test_network_loss_and_gradient_keep_a_float32_networks_dtype():
     loss, grads = mg.value_and_grad(net, params, x, np.arange(6) % 3, method="numerical")
     assert np.asarray(loss).dtype == np.float32
     assert all(g.dtype == np.float32 for g in mg.tree.tree_leaves(grads))
+
+
+# ---------------------------------------------------------------- BatchNorm (FEATURE) on the vectorised path
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_network_is_vectorised_and_agrees_with_the_loop_and_autograd(train):
+    net = mg.mlp(6, [5, 4], 3, activation="sigmoid", batch_norm=True, weight_decay=0.02, dropout=0.2 * train)
+    params = net.init(1)
+    state = net.init_state()
+    state[0]["mean"][:] = 0.1  # inference mode reads the running statistics
+    state[1]["var"][:] = 2.0
+    x, t = batch(np.random.default_rng(5), 9, 6, 3)
+    kw = dict(state=state, train=train, key=3 if train else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", numerical.SlowPathWarning)  # really the vectorised path
+        fast = mg.numerical_grad(net.loss, params, x, t, **kw)
+    loop = mg.numerical_grad(net.loss, params, x, t, vectorize=False, **kw)
+    auto = mg.grad(net, params, x, t, **kw)
+    for f, l, a in zip(tree_leaves(fast), tree_leaves(loop), tree_leaves(auto)):
+        # In training a bias just before BatchNorm has gradient 0: compare it in absolute terms.
+        assert norm_rel(f, a) < 1e-7 or np.max(np.abs(f - a)) < 1e-9
+        assert norm_rel(f, l) < 1e-7 or np.max(np.abs(f - l)) < 1e-9
+
+
+def test_batch_norm_memory_budget_and_determinism():
+    net = mg.mlp(7, [6, 5], 3, activation="tanh", batch_norm=True)
+    params, state = net.init(0), net.init_state()
+    x, t = batch(np.random.default_rng(1), 8, 7, 3)
+    big = numerical.network_full_grad(net, params, x, t, state=state, train=True)
+    tiny = numerical.network_full_grad(net, params, x, t, state=state, train=True, max_bytes=1)
+    again = numerical.network_full_grad(net, params, x, t, state=state, train=True)
+    for a, b, c in zip(tree_leaves(big), tree_leaves(tiny), tree_leaves(again)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+        assert a.tobytes() == c.tobytes()
+
+
+def feature_liar():
+    """Declares FEATURE, but mixes features: y = x - mean of each row (a row statistic, not a column one)."""
+    apply = lambda params, state, x, train, key: (x - x.mean(axis=1, keepdims=True), state)  # noqa: E731
+    return Layer("RowCentre", lambda rng, shape, dtype: (tuple(shape), None, None), apply,
+                 lambda params, state, x, train, key: (apply(params, state, x, train, key)[0], None, state),
+                 lambda params, cache, dy, need_dx: (None, dy - dy.mean(axis=1, keepdims=True)),
+                 kind=mg.layers.FEATURE)
+
+
+def test_a_feature_declaration_that_does_not_hold_is_named_and_looped():
+    net = mg.Network((mg.Dense(4, "xavier"), feature_liar(), mg.Tanh, mg.Dense(3, "xavier")), 5, 3)
+    params = net.init(0)
+    x, t = batch(np.random.default_rng(2), 6, 5, 3)
+    with pytest.warns(numerical.SlowPathWarning, match=r"layer 1 \(RowCentre\), which declares FEATURE but"):
+        fast = mg.numerical_grad(net.loss, params, x, t)
+    assert max_leaf_norm_rel(fast, mg.grad(net, params, x, t)) < 1e-7

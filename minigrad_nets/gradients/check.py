@@ -6,16 +6,22 @@ cast, and the network is copied with ``dtype=float64``.
 Thresholds (per leaf, on the norm of the difference; ``n`` = entries compared):
 pass iff ``‖a - b‖ <= rtol * max(‖a‖, ‖b‖) + atol * sqrt(n)``.
 
-==========================  =======  =======
-pair                        rtol     atol
-==========================  =======  =======
-analytic vs analytic        1e-12    1e-15
-analytic vs numerical       1e-6     1e-9
-==========================  =======  =======
+==============================  =======  =======
+pair                            rtol     atol
+==============================  =======  =======
+analytic vs analytic            1e-12    1e-15
+analytic vs complex-step        1e-12    1e-15
+any vs numerical (central)      1e-6     1e-9
+==============================  =======  =======
 
 The ``atol`` floor only matters for leaves whose gradient is itself tiny
-(vanishing gradients): central differences cannot resolve values much below
-``eps**(2/3) * |loss|``, about 1e-10.
+(vanishing gradients, or a bias just before BatchNorm, whose gradient is 0):
+central differences cannot resolve values much below ``eps**(2/3) * |loss|``,
+about 1e-10. The complex step has no such floor: it is exact to rounding for
+complex-safe layers, so it checks analytic gradients as tightly as they check
+each other, and catches errors a million times smaller than central
+differences can (a method that is not complex-safe fails its "runs" check with
+``NotComplexSafeError``, never with a silently wrong gradient).
 """
 import itertools
 import math
@@ -30,7 +36,9 @@ from . import check_method, numerical
 from . import value_and_grad as method_value_and_grad
 
 DEFAULT_METHODS = ("autograd", "backprop", "autograd-fused", "numerical")
+PROBED = ("numerical", "complex-step")  # the methods that run in ``mode`` (probes for 'sampled' / 'directional')
 ANALYTIC_TOL = (1e-12, 1e-15)
+COMPLEX_STEP_TOL = (1e-12, 1e-15)
 NUMERICAL_TOL = (1e-6, 1e-9)
 
 
@@ -176,14 +184,15 @@ def compare_leaf(a, b, methods, path, shape, probe, rtol, atol, index_of=None):
 
 
 def _compare(name_a, res_a, name_b, res_b, params, mode, samples, seed):
-    """Leaf comparisons of two methods' results (projecting analytic gradients when one side is numerical)."""
-    numeric = "numerical" in (name_a, name_b)
-    rtol, atol = NUMERICAL_TOL if numeric else ANALYTIC_TOL
+    """Leaf comparisons of two methods' results (projecting analytic gradients when one side is probed)."""
+    pair = (name_a, name_b)
+    rtol, atol = NUMERICAL_TOL if "numerical" in pair else COMPLEX_STEP_TOL if "complex-step" in pair \
+        else ANALYTIC_TOL
     ga, gb = res_a[1], res_b[1]
-    probe_mode = mode if numeric else "full"
+    probe_mode = mode if any(m in PROBED for m in pair) else "full"
     if probe_mode != "full":
-        ga = ga if name_a == "numerical" else numerical.analytic_probes(ga, params, mode, samples, seed)
-        gb = gb if name_b == "numerical" else numerical.analytic_probes(gb, params, mode, samples, seed)
+        ga = ga if name_a in PROBED else numerical.analytic_probes(ga, params, mode, samples, seed)
+        gb = gb if name_b in PROBED else numerical.analytic_probes(gb, params, mode, samples, seed)
         picks = tree_leaves(numerical.sample_indices(params, samples, seed)) if mode == "sampled" else None
     rows = []
     for number, ((path, p), a, b) in enumerate(zip(tree_leaves_with_paths(params), tree_leaves(ga), tree_leaves(gb))):
@@ -205,9 +214,10 @@ def _compare(name_a, res_a, name_b, res_b, params, mode, samples, seed):
 
 def _run(method, net, params, x, t, key, state, train, mode, samples, seed):
     """``(loss, gradient or probe pytree)`` of one method on float64 inputs."""
-    if method == "numerical" and mode != "full":
+    if method in PROBED and mode != "full":
         loss = net.loss(params, x, t, key, state=state, train=train)
         return loss, numerical.numerical_grad(net.loss, params, x, t, key=key, state=state, train=train, mode=mode,
+                                              method="central" if method == "numerical" else method,
                                               seed=seed, samples=samples)
     return method_value_and_grad(net, params, x, t, method=method, key=key, state=state, train=train)
 
@@ -230,7 +240,7 @@ def _structure_problem(method, result, params, mode, samples):
     """A message when a method's gradient is not shaped like params (or like the probes); None when fine."""
     grads = result[1]
     try:
-        if method == "numerical" and mode != "full":
+        if method in PROBED and mode != "full":
             check_same_structure(params, grads, "params", f"{method} probes")
             for (path, p), g in zip(tree_leaves_with_paths(params), tree_leaves(grads)):
                 want = (min(samples, np.size(p)),) if mode == "sampled" else ((samples,) if np.size(p) else (0,))
@@ -284,9 +294,9 @@ def check_gradients(net, params, x, t, methods=DEFAULT_METHODS, mode="full", see
 
     Returns a ``GradientReport``.
     Every pair of methods is compared (thresholds in the module doc). The
-    numerical method runs in ``mode`` ('full', 'sampled' or 'directional' with
-    ``samples`` probes per leaf from ``seed``); analytic methods are always
-    compared in full. With ``repeat`` each method runs twice and must give
+    numerical methods ('numerical': central differences; 'complex-step') run in
+    ``mode`` ('full', 'sampled' or 'directional' with ``samples`` probes per
+    leaf from ``seed``); analytic methods are always compared in full. With ``repeat`` each method runs twice and must give
     bit-identical results. Also checked: structure / shapes / dtypes, finiteness,
     and that no input (the caller's or the float64 copies) was mutated.
     ``raise_on_failure`` raises ``GradientCheckError`` instead of returning a

@@ -367,14 +367,21 @@ def as_float64(net, params, x, t, state=None, train=False, key=None):
 
 
 def _network_loss(net, params, x, t, key=None, *, state=None, train=False):
-    """``net.loss`` at this batch as a function of params alone that also takes complex params (float64 inside)."""
+    """``net.loss`` at this batch as a function of params alone that also takes complex params (float64 inside).
+
+    Layer by layer, as the vectorised path evaluates them: elementwise layers by their declared numpy
+    ``fn``, every other layer by its ``apply``.
+    """
     net64, _, x64, t, state64 = as_float64(net, params, x, t, state, train, key)
     labels, targets = _targets(t, len(x64), net64.output_size)
     rows = np.arange(len(x64))
 
     def loss(p):
-        logits = net64.model.apply(p, state64, x64, train, key)[0]
-        return 2 * np.mean(_row_half_losses(logits, rows, labels, targets)) + net64.weight_penalty(p)
+        a = x64
+        for _, layer, lp, s, k, _ in L.leaf_layers(net64.layers, p, state64, key if train else None):
+            # An elementwise layer through its plain-numpy fn (functions.sigmoid & co. take real arrays only).
+            a = layer.kind.fn(a) if isinstance(layer.kind, L.Elementwise) else layer.apply(lp, s, a, train, k)[0]
+        return 2 * np.mean(_row_half_losses(np.asarray(a), rows, labels, targets)) + net64.weight_penalty(p)
 
     return loss
 
