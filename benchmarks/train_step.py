@@ -10,7 +10,16 @@ Implementations, timed interleaved in one process so machine noise hits them ali
 - ``numpy-bound``: the leanest step plain numpy allows (written out below): no
   checks, preallocated buffers, the learning rate folded into the backward pass.
   Not a usable implementation: a bound on how close to the floor any numpy
-  step can come, to judge the library's figures by.
+  step can come, to judge the library's figures by;
+- ``backprop adam``: the backprop step with the book's Adam (lr 0.001) written
+  out in place over preallocated temporaries, the raw step fit's Adam rows
+  compare with;
+- ``fit <method> <optimizer>``: what users run, ``mg.fit`` itself (backprop or
+  autograd-fused; SGD lr 0.01 or Adam lr 0.001) on the first 2,560 images, one
+  call of ``FIT_ITERATIONS`` iterations a round (evaluations only before and
+  after, on one batch), at the same BLAS thread count; its time is the call's
+  wall time over its iterations, so every per-iteration cost of fit is in it
+  (minibatch gathering, the optimizer, history, the thread policy's look).
 
 Also measured: the matrix-product floor (the step's 14 matrix products alone,
 back to back, into preallocated outputs) and from it this machine's matmul
@@ -60,7 +69,13 @@ import minigrad_nets as mg  # noqa: E402
 SIZES = (784, 100, 100, 100, 100, 10)
 BATCH = 128
 LR = 0.01
-IMPLEMENTATIONS = ("book", "numpy-bound", "backprop", "autograd", "autograd-fused")
+STEPS = ("book", "numpy-bound", "backprop", "autograd", "autograd-fused", "backprop adam")
+FIT_RUNS = (("backprop", "sgd"), ("backprop", "adam"), ("autograd-fused", "sgd"), ("autograd-fused", "adam"))
+FITS = tuple(f"fit {method} {optimizer}" for method, optimizer in FIT_RUNS)
+IMPLEMENTATIONS = STEPS + FITS
+FIT_IMAGES = 20 * BATCH  # fit's training set: the first 2,560 MNIST images
+FIT_ITERATIONS = 200  # per fit call (one call, one timing, a round)
+FIT_MEMORY_ITERATIONS = 500
 MNIST_IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist" / "train-images-idx3-ubyte.gz"
 
 
@@ -285,6 +300,71 @@ def library_step(method):
     return step
 
 
+class RawAdam:
+    """The book's Adam written out in place, over preallocated temporaries (the leanest numpy Adam step)."""
+
+    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999):
+        self.lr, self.b1, self.b2, self.step_count = lr, beta1, beta2, 0
+        leaves = [(layer, name) for layer in params for name in layer]
+        self.m = [np.zeros_like(layer[name]) for layer, name in leaves]
+        self.v = [np.zeros_like(layer[name]) for layer, name in leaves]
+        self.tmp = [np.empty_like(layer[name]) for layer, name in leaves]
+
+    def update(self, params, grads):
+        self.step_count += 1
+        lr_t = self.lr * np.sqrt(1.0 - self.b2 ** self.step_count) / (1.0 - self.b1 ** self.step_count)
+        k = 0
+        for layer, layer_grads in zip(params, grads):
+            for name, g in layer_grads.items():
+                m, v, tmp = self.m[k], self.v[k], self.tmp[k]
+                dt = g.dtype.type
+                np.subtract(g, m, out=tmp)
+                tmp *= dt(1 - self.b1)
+                m += tmp
+                g *= g  # the gradient is ours: it becomes the scratch of the second moment
+                g -= v
+                g *= dt(1 - self.b2)
+                v += g
+                np.sqrt(v, out=tmp)
+                tmp += dt(1e-7)
+                np.multiply(m, dt(lr_t), out=g)
+                g /= tmp
+                layer[name] -= g
+                k += 1
+
+
+def library_adam_step(state, x, t):
+    """A step by ``mg.value_and_grad(..., 'backprop')``, then ``RawAdam`` in place."""
+    net, params, adam = state
+    _, grads = mg.value_and_grad(net, params, x, t, method="backprop")
+    adam.update(params, grads)
+
+
+class FitRun:
+    """``mg.fit`` as users call it; each call continues from the params the last one returned."""
+
+    def __init__(self, impl, dtype, data, iterations):
+        _, self.method, optimizer = impl.split()
+        self.net = mg.mlp(SIZES[0], SIZES[1:-1], SIZES[-1], activation="relu", init="he", dtype=dtype)
+        self.params = self.net.init(0)
+        self.optimizer = mg.sgd(lr=LR) if optimizer == "sgd" else mg.adam(lr=0.001)
+        self.data, self.iterations, self.calls = data, iterations, 0
+
+    def run(self):
+        """One fit call of ``iterations`` iterations."""
+        result = mg.fit(self.net, self.params, self.optimizer, self.data, iterations=self.iterations,
+                        batch_size=BATCH, seed=self.calls, method=self.method, eval_every=self.iterations,
+                        eval_samples=BATCH, progress=False, threads=int(_THREADS))
+        self.params, self.calls = result.params, self.calls + 1
+        return result
+
+
+def fit_data(dtype, source="auto"):
+    """fit's training set: ``(x (FIT_IMAGES, 784), labels)``."""
+    batches, _ = load_batches(FIT_IMAGES // BATCH, dtype, source)
+    return np.concatenate([x for x, _ in batches]), np.concatenate([t for _, t in batches])
+
+
 def make_state(impl, dtype):
     """``(state, step)`` for one implementation; every implementation starts from the same params."""
     net = mg.mlp(SIZES[0], SIZES[1:-1], SIZES[-1], activation="relu", init="he", dtype=dtype)
@@ -296,6 +376,8 @@ def make_state(impl, dtype):
         return (BookMultiLayerNet(book_params), BookSGD(LR)), book_step
     if impl == "numpy-bound":
         return NumpyBound(params), bound_step
+    if impl == "backprop adam":
+        return (net, params, RawAdam(params)), library_adam_step
     return (net, params), library_step(impl)
 
 
@@ -385,8 +467,13 @@ def openblas_core():
 
 
 def peak_rss_child(impl, dtype, steps):
-    """Run ``steps`` training steps here and return this process's peak RSS in MB."""
-    if impl != "baseline":
+    """Run ``steps`` training steps here (for a fit row: one fit call of ``steps`` iterations, its data
+    included) and return this process's peak RSS in MB."""
+    if impl in FITS:
+        FitRun(impl, dtype, fit_data(dtype), steps).run()
+    elif impl == "fit data":
+        fit_data(dtype)  # loading fit's training set alone: how much of a fit row's peak is the data
+    elif impl != "baseline":
         batches, _ = load_batches(1, dtype)
         state, step = make_state(impl, dtype)
         for _ in range(steps):
@@ -458,15 +545,19 @@ def profile_steps(impl, dtype, steps):
 # ---------------------------------------------------------------- the run
 
 
-def run(repeats, block, memory_steps, dtypes, data, profile_steps_count):
-    """All measurements: step times, the matmul floor, peak RSS. Returns the JSON-ready report.
+def run(repeats, block, memory_steps, dtypes, data, profile_steps_count, fit_iterations=FIT_ITERATIONS,
+        fit_memory_iterations=FIT_MEMORY_ITERATIONS):
+    """All measurements: step and fit times, the matmul floor, peak RSS. Returns the JSON-ready report.
 
     Interleaved in blocks: each round visits every implementation in a fresh random
     order and runs ``block`` steps of it back to back (as training does, so BLAS
-    threads stay awake), timing each step and dropping the block's first.
+    threads stay awake), timing each step and dropping the block's first; a fit
+    row's block is one fit call of ``fit_iterations`` iterations, timed whole.
     """
     batches = {dt: load_batches(4, dt, data) for dt in dtypes}
-    states = {(impl, dt): make_state(impl, dt) for dt in dtypes for impl in IMPLEMENTATIONS}
+    states = {(impl, dt): make_state(impl, dt) for dt in dtypes for impl in STEPS}
+    fit_sets = {dt: fit_data(dt, data) for dt in dtypes}
+    states.update({(impl, dt): FitRun(impl, dt, fit_sets[dt], fit_iterations) for dt in dtypes for impl in FITS})
     times = {key: [] for key in states}
     floor = {dt: [] for dt in dtypes}
     order = list(IMPLEMENTATIONS)
@@ -476,6 +567,11 @@ def run(repeats, block, memory_steps, dtypes, data, profile_steps_count):
         for dt in dtypes:
             data_batches = batches[dt][0]
             for impl in order:
+                if impl in FITS:
+                    start = time.perf_counter()
+                    states[impl, dt].run()
+                    times[impl, dt].append((time.perf_counter() - start) / fit_iterations)
+                    continue
                 state, step = states[impl, dt]
                 for i in range(block):
                     x, t = data_batches[i % len(data_batches)]
@@ -496,8 +592,10 @@ def run(repeats, block, memory_steps, dtypes, data, profile_steps_count):
         mins = {impl: float(np.min(times[impl, dt])) for impl in IMPLEMENTATIONS}
         reference = final_params("book", states["book", dt][0])
         for impl in IMPLEMENTATIONS:
-            got = final_params(impl, states[impl, dt][0])
-            diff = max(float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)) for a, b in zip(got, reference))
+            diff = None  # fit rows train on other batches, Adam takes other steps: nothing to compare
+            if impl in STEPS and impl != "backprop adam":
+                got = final_params(impl, states[impl, dt][0])
+                diff = max(float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)) for a, b in zip(got, reference))
             results.append({
                 "dtype": dt, "impl": impl, "median_ms": med[impl] * 1e3, "min_ms": mins[impl] * 1e3,
                 "max_ms": float(np.max(times[impl, dt])) * 1e3,
@@ -507,21 +605,61 @@ def run(repeats, block, memory_steps, dtypes, data, profile_steps_count):
                 "params_max_rel_diff_vs_book": diff,
             })
     memory = [{"impl": "baseline", "dtype": "-", "peak_rss_mb": peak_rss("baseline", "float64", 0)}]
-    memory += [{"impl": impl, "dtype": dt, "peak_rss_mb": peak_rss(impl, dt, memory_steps)}
+    memory += [{"impl": "fit data", "dtype": dt, "peak_rss_mb": peak_rss("fit data", dt, 0)} for dt in dtypes]
+    memory += [{"impl": impl, "dtype": dt,
+                "peak_rss_mb": peak_rss(impl, dt, fit_memory_iterations if impl in FITS else memory_steps)}
                for dt in dtypes for impl in IMPLEMENTATIONS]
     profiles = [profile_steps(impl, dt, profile_steps_count) for dt in dtypes[:1]
                 for impl in ("backprop", "autograd", "autograd-fused")]
     return {
         "benchmark": "train_step",
         "config": {
-            "sizes": list(SIZES), "batch": BATCH, "activation": "relu", "lr": LR, "repeats": len(next(iter(times.values()))),
+            "sizes": list(SIZES), "batch": BATCH, "activation": "relu", "lr": LR, "repeats": len(times["book", dtypes[0]]),
+            "fit_iterations_per_call": fit_iterations, "fit_calls": len(times[FITS[0], dtypes[0]]),
+            "fit_images": FIT_IMAGES, "fit_memory_iterations": fit_memory_iterations,
             "block": block, "threads": int(_THREADS), "blas_core": openblas_core(),
             "blas_coretype_forced": _CORETYPE, "memory_steps": memory_steps, "data": batches[dtypes[0]][1],
             "matmul_flops_per_step": flops, "numpy": np.__version__, "python": platform.python_version(),
             "machine": platform.machine(), "cpus": os.cpu_count(),
         },
         "results": results, "matmul_floor": floors, "memory": memory, "profiles": profiles,
+        "targets": fit_targets(results, memory),
     }
+
+
+# issue 13: (what, fit row, compared with, limit per dtype)
+FIT_TARGETS = (
+    ("fit backprop sgd ÷ raw backprop step", "fit backprop sgd", "backprop", {"float32": 1.10, "float64": 1.10}),
+    ("fit backprop adam ÷ raw backprop step (SGD)", "fit backprop adam", "backprop",
+     {"float32": 1.15, "float64": 1.15}),
+    ("fit backprop adam ÷ raw backprop step with Adam", "fit backprop adam", "backprop adam",
+     {"float32": 1.15, "float64": 1.15}),
+    ("fit autograd-fused sgd ÷ book", "fit autograd-fused sgd", "book", {"float32": 0.60, "float64": 0.65}),
+    ("fit autograd-fused adam ÷ book", "fit autograd-fused adam", "book", {"float32": None, "float64": None}),
+)
+FIT_MEMORY_LIMIT_MB = 60  # beyond the imports
+
+
+def fit_targets(results, memory):
+    """The issue's fit targets against this run: ratios of medians, and fit's peak RSS beyond the imports."""
+    med = {(r["impl"], r["dtype"]): r["median_ms"] for r in results}
+    out = []
+    for what, row, reference, limits in FIT_TARGETS:
+        for dt, limit in limits.items():
+            if (row, dt) in med:
+                ratio = med[row, dt] / med[reference, dt]
+                out.append({"target": what, "dtype": dt, "value": ratio, "limit": limit,
+                            "met": None if limit is None else ratio <= limit})
+    baseline = next(m["peak_rss_mb"] for m in memory if m["impl"] == "baseline")
+    data = {m["dtype"]: m["peak_rss_mb"] for m in memory if m["impl"] == "fit data"}
+    for m in memory:
+        if m["impl"] in FITS:
+            beyond = m["peak_rss_mb"] - baseline
+            out.append({"target": f"{m['impl']} peak RSS beyond the imports (data loading included), MB",
+                        "dtype": m["dtype"], "value": beyond, "limit": FIT_MEMORY_LIMIT_MB,
+                        "met": beyond <= FIT_MEMORY_LIMIT_MB,
+                        "beyond_imports_and_data_mb": m["peak_rss_mb"] - data[m["dtype"]]})
+    return out
 
 
 def print_report(report):
@@ -530,14 +668,14 @@ def print_report(report):
     print(f"train step: {'-'.join(map(str, cfg['sizes']))} ReLU, batch {cfg['batch']}, {cfg['threads']} threads, "
           f"{cfg['repeats']} timed steps each (interleaved in blocks of {cfg['block']}), data: {cfg['data']}, "
           f"OpenBLAS kernels: {cfg['blas_core']}{' (forced)' if cfg['blas_coretype_forced'] else ''}")
-    print(f"{'dtype':8} {'implementation':15} {'median ms':>9} {'min ms':>7} {'max ms':>7} {'÷book':>6} "
+    print(f"{'dtype':8} {'implementation':23} {'median ms':>9} {'min ms':>7} {'max ms':>7} {'÷book':>6} "
           f"{'min÷book':>8} {'÷backprop':>9} {'GFLOP/s':>8} {'of peak':>7}")
     for r in report["results"]:
-        print(f"{r['dtype']:8} {r['impl']:15} {r['median_ms']:9.3f} {r['min_ms']:7.3f} {r['max_ms']:7.3f} "
+        print(f"{r['dtype']:8} {r['impl']:23} {r['median_ms']:9.3f} {r['min_ms']:7.3f} {r['max_ms']:7.3f} "
               f"{r['ratio_to_book']:6.2f} {r['min_ratio_to_book']:8.2f} {r['ratio_to_backprop']:9.2f} "
               f"{r['gflops']:8.1f} {r['fraction_of_matmul_peak']:7.0%}")
     for f in report["matmul_floor"]:
-        print(f"{f['dtype']:8} {'matmul floor':15} {f['median_ms']:9.3f} {f['min_ms']:7.3f} {'':7} {'':6} {'':8} "
+        print(f"{f['dtype']:8} {'matmul floor':23} {f['median_ms']:9.3f} {f['min_ms']:7.3f} {'':7} {'':6} {'':8} "
               f"{'':9} {f['gflops']:8.1f} {'100%':>7}")
     print("peak RSS (fresh process each): " + ", ".join(
         f"{m['impl']}{'' if m['dtype'] == '-' else ' ' + m['dtype']} {m['peak_rss_mb']:.1f} MB" for m in report["memory"]))
@@ -545,6 +683,12 @@ def print_report(report):
         top = ", ".join(f"{f['function']} {f['share_of_time']:.0%}" for f in p["top_functions"][:4])
         print(f"profile {p['impl']} {p['dtype']}: {p['python_calls_per_step']:.0f} Python calls and "
               f"{p['traced_operations_per_step']:.0f} traced operations per step; top self time: {top}")
+    print(f"fit rows: {cfg['fit_calls']} calls of {cfg['fit_iterations_per_call']} iterations each, "
+          f"on {cfg['fit_images']} images; targets:")
+    for t in report["targets"]:
+        verdict = "(no target)" if t["met"] is None else ("met" if t["met"] else "MISSED")
+        limit = "" if t["limit"] is None else f" (limit {t['limit']})"
+        print(f"  {t['target']}, {t['dtype']}: {t['value']:.3f}{limit} {verdict}")
 
 
 def write_json(report, path):
@@ -580,7 +724,8 @@ def main(argv=None):
         if dt not in ("float32", "float64"):
             parser.error(f"--dtypes takes float32 and/or float64, got {dt!r}")
     repeats = args.repeats or (6 if args.quick else 400)
-    report = run(repeats, 4 if args.quick else 11, 3 if args.quick else 50, dtypes, args.data, 2 if args.quick else 100)
+    report = run(repeats, 4 if args.quick else 11, 3 if args.quick else 50, dtypes, args.data, 2 if args.quick else 100,
+                 10 if args.quick else FIT_ITERATIONS, 5 if args.quick else FIT_MEMORY_ITERATIONS)
     report["config"]["quick"] = bool(args.quick)
     print_report(report)
     if args.json:

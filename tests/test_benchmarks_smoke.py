@@ -11,9 +11,9 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def run_quick(script, tmp_path):
+def run_quick(script, tmp_path, options=("--threads", "1")):
     out = tmp_path / f"{script}.json"
-    done = subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", "--threads", "1",
+    done = subprocess.run([sys.executable, str(BENCHMARKS / f"{script}.py"), "--quick", *options,
                            "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(out.read_text()), done.stdout
@@ -28,20 +28,29 @@ def test_train_step_quick_writes_every_figure(tmp_path):
     assert report["benchmark"] == "train_step" and report["config"]["quick"] is True
     assert report["config"]["sizes"] == [784, 100, 100, 100, 100, 10] and report["config"]["batch"] == 128
     rows = {(r["impl"], r["dtype"]): r for r in report["results"]}
-    impls = {"book", "numpy-bound", "backprop", "autograd", "autograd-fused"}
+    steps = {"book", "numpy-bound", "backprop", "autograd", "autograd-fused"}
+    fits = {f"fit {m} {o}" for m in ("backprop", "autograd-fused") for o in ("sgd", "adam")}
+    impls = steps | fits | {"backprop adam"}
     assert set(rows) == {(i, d) for i in impls for d in ("float32", "float64")}
-    for row in rows.values():
+    for (impl, _), row in rows.items():
         for field in ("median_ms", "min_ms", "max_ms", "ratio_to_book", "ratio_to_backprop", "gflops",
                       "fraction_of_matmul_peak"):
             assert positive(row[field]), field
         assert row["min_ms"] <= row["median_ms"] <= row["max_ms"]
-        # Every implementation took the same SGD steps from the same params as the book's.
-        assert row["params_max_rel_diff_vs_book"] < (1e-3 if row["dtype"] == "float32" else 1e-9)
+        if impl in steps:  # every SGD step implementation took the same steps from the same params as the book's
+            assert row["params_max_rel_diff_vs_book"] < (1e-3 if row["dtype"] == "float32" else 1e-9)
+        else:
+            assert row["params_max_rel_diff_vs_book"] is None
     assert rows["book", "float64"]["ratio_to_book"] == 1.0
+    assert report["config"]["fit_calls"] >= 1 and report["config"]["fit_iterations_per_call"] >= 1
+    targets = {(t["target"], t["dtype"]): t for t in report["targets"]}
+    assert len(targets) == 2 * 5 + 2 * 4  # five ratios and four fit rows' memory, per dtype
+    for t in targets.values():
+        assert positive(t["value"]) and t["met"] in (True, False, None)
     assert {f["dtype"] for f in report["matmul_floor"]} == {"float32", "float64"}
     assert all(positive(f["gflops"]) for f in report["matmul_floor"])
     memory = {(m["impl"], m["dtype"]): m["peak_rss_mb"] for m in report["memory"]}
-    assert len(memory) == 1 + 2 * len(impls) and all(positive(v) for v in memory.values())
+    assert len(memory) == 1 + 2 + 2 * len(impls) and all(positive(v) for v in memory.values())
     assert all(v >= memory["baseline", "-"] * 0.9 for v in memory.values())
     profiles = {p["impl"]: p for p in report["profiles"]}
     assert profiles["autograd"]["traced_operations_per_step"] > profiles["autograd-fused"]["traced_operations_per_step"]
@@ -72,3 +81,15 @@ def test_grad_methods_quick_writes_every_figure(tmp_path):
     assert {(s["network"], s["batch"]) for s in speedups} == cases
     assert all(positive(s["speedup"]) for s in speedups)
     assert "book-loop" in printed
+
+
+def test_contention_quick_writes_every_figure(tmp_path):
+    report, printed = run_quick("contention", tmp_path, ("--settings", "1", "--busy", "1"))
+    assert report["benchmark"] == "contention" and report["config"]["quick"] is True
+    runs = {(r["job"], r["setting"], r["condition"]) for r in report["runs"]}
+    assert runs == {(job, "1", c) for job in ("weight-init", "fit") for c in ("quiet", "loaded")}
+    for r in report["runs"]:
+        assert positive(r["work_s"]) and r["wall_s"] >= r["work_s"] and r["timed_out"] is False
+    for s in report["summary"]:
+        assert positive(s["slowdown_vs_own_quiet"]) and s["quiet_vs_best_quiet"] == 1.0
+    assert "÷own quiet" in printed

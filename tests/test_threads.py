@@ -1,4 +1,6 @@
 """The BLAS thread policy: parsing, where the setting comes from, fixed counts, and the 'auto' decision."""
+import os
+
 import numpy as np
 import pytest
 
@@ -110,3 +112,11 @@ def test_fit_takes_threads_and_refuses_nonsense():
         mg.fit(net, net.init(0), mg.sgd(), (x, t), iterations=1, progress=False, threads=0)
     result = mg.fit(net, net.init(0), mg.sgd(), (x, t), iterations=2, progress=False, threads=1)
     assert len(result.history["loss"]) == 2
+
+
+def test_auto_runs_one_thread_until_its_first_look():
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("'auto' reads /proc/stat: Linux only")
+    controller = FakeController()
+    auto = threads._Auto(controller, 2)
+    assert auto.threads == 1 and controller.lib_controllers[0].calls == [1]
