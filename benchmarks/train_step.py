@@ -14,6 +14,10 @@ Implementations, timed interleaved in one process so machine noise hits them ali
 - ``backprop adam``: the backprop step with the book's Adam (lr 0.001) written
   out in place over preallocated temporaries, the raw step fit's Adam rows
   compare with;
+- ``book loop``, ``backprop loop``: those steps fed as the book's training loop
+  feeds them, ``x_train[np.random.choice(n, 128)]`` over fit's training set:
+  gathering a minibatch from a dataset costs a training loop ≈50–100 µs
+  (memory-bound), which the raw rows, cycling through 4 batches in cache, do not pay;
 - ``fit <method> <optimizer>``: what users run, ``mg.fit`` itself (backprop or
   autograd-fused; SGD lr 0.01 or Adam lr 0.001) on the first 2,560 images, one
   call of ``FIT_ITERATIONS`` iterations a round (evaluations only before and
@@ -70,9 +74,11 @@ SIZES = (784, 100, 100, 100, 100, 10)
 BATCH = 128
 LR = 0.01
 STEPS = ("book", "numpy-bound", "backprop", "autograd", "autograd-fused", "backprop adam")
+LOOPS = ("book loop", "backprop loop")  # the step fed by a training loop's minibatch gather, as fit is
+SAME_STEPS_AS_BOOK = ("book", "numpy-bound", "backprop", "autograd", "autograd-fused")
 FIT_RUNS = (("backprop", "sgd"), ("backprop", "adam"), ("autograd-fused", "sgd"), ("autograd-fused", "adam"))
 FITS = tuple(f"fit {method} {optimizer}" for method, optimizer in FIT_RUNS)
-IMPLEMENTATIONS = STEPS + FITS
+IMPLEMENTATIONS = STEPS + LOOPS + FITS
 FIT_IMAGES = 20 * BATCH  # fit's training set: the first 2,560 MNIST images
 FIT_ITERATIONS = 200  # per fit call (one call, one timing, a round)
 FIT_MEMORY_ITERATIONS = 500
@@ -365,8 +371,25 @@ def fit_data(dtype, source="auto"):
     return np.concatenate([x for x, _ in batches]), np.concatenate([t for _, t in batches])
 
 
-def make_state(impl, dtype):
-    """``(state, step)`` for one implementation; every implementation starts from the same params."""
+def loop_step(step):
+    """``step`` fed as the book's training loop feeds it: ``batch_mask = np.random.choice(n, 128)`` over fit's
+    training set, ``x_train[batch_mask]`` (the batch given to the step is ignored)."""
+
+    def fed(state, x, t):
+        inner, (x_train, t_train), rng = state
+        mask = rng.choice(len(x_train), BATCH)
+        step(inner, x_train[mask], t_train[mask])
+
+    return fed
+
+
+def make_state(impl, dtype, data=None):
+    """``(state, step)`` for one implementation; every implementation starts from the same params.
+
+    A loop row (``LOOPS``) gathers its minibatches from ``data``, fit's training set."""
+    if impl in LOOPS:
+        inner, step = make_state(impl.split()[0], dtype)
+        return (inner, data, np.random.default_rng(0)), loop_step(step)
     net = mg.mlp(SIZES[0], SIZES[1:-1], SIZES[-1], activation="relu", init="he", dtype=dtype)
     params = net.init(0)
     if impl == "book":
@@ -555,8 +578,8 @@ def run(repeats, block, memory_steps, dtypes, data, profile_steps_count, fit_ite
     row's block is one fit call of ``fit_iterations`` iterations, timed whole.
     """
     batches = {dt: load_batches(4, dt, data) for dt in dtypes}
-    states = {(impl, dt): make_state(impl, dt) for dt in dtypes for impl in STEPS}
     fit_sets = {dt: fit_data(dt, data) for dt in dtypes}
+    states = {(impl, dt): make_state(impl, dt, fit_sets[dt]) for dt in dtypes for impl in STEPS + LOOPS}
     states.update({(impl, dt): FitRun(impl, dt, fit_sets[dt], fit_iterations) for dt in dtypes for impl in FITS})
     times = {key: [] for key in states}
     floor = {dt: [] for dt in dtypes}
@@ -592,8 +615,8 @@ def run(repeats, block, memory_steps, dtypes, data, profile_steps_count, fit_ite
         mins = {impl: float(np.min(times[impl, dt])) for impl in IMPLEMENTATIONS}
         reference = final_params("book", states["book", dt][0])
         for impl in IMPLEMENTATIONS:
-            diff = None  # fit rows train on other batches, Adam takes other steps: nothing to compare
-            if impl in STEPS and impl != "backprop adam":
+            diff = None  # loop and fit rows train on other batches, Adam takes other steps: nothing to compare
+            if impl in SAME_STEPS_AS_BOOK:
                 got = final_params(impl, states[impl, dt][0])
                 diff = max(float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)) for a, b in zip(got, reference))
             results.append({
@@ -608,7 +631,7 @@ def run(repeats, block, memory_steps, dtypes, data, profile_steps_count, fit_ite
     memory += [{"impl": "fit data", "dtype": dt, "peak_rss_mb": peak_rss("fit data", dt, 0)} for dt in dtypes]
     memory += [{"impl": impl, "dtype": dt,
                 "peak_rss_mb": peak_rss(impl, dt, fit_memory_iterations if impl in FITS else memory_steps)}
-               for dt in dtypes for impl in IMPLEMENTATIONS]
+               for dt in dtypes for impl in IMPLEMENTATIONS if impl not in LOOPS]  # loops: a step + fit's data
     profiles = [profile_steps(impl, dt, profile_steps_count) for dt in dtypes[:1]
                 for impl in ("backprop", "autograd", "autograd-fused")]
     return {
@@ -634,7 +657,11 @@ FIT_TARGETS = (
      {"float32": 1.15, "float64": 1.15}),
     ("fit backprop adam ÷ raw backprop step with Adam", "fit backprop adam", "backprop adam",
      {"float32": 1.15, "float64": 1.15}),
+    ("fit backprop sgd ÷ backprop loop (raw step + the loop's gather)", "fit backprop sgd", "backprop loop",
+     {"float32": 1.10, "float64": 1.10}),
     ("fit autograd-fused sgd ÷ book", "fit autograd-fused sgd", "book", {"float32": 0.60, "float64": 0.65}),
+    ("fit autograd-fused sgd ÷ book loop (book step + its loop's gather)", "fit autograd-fused sgd", "book loop",
+     {"float32": 0.60, "float64": 0.65}),
     ("fit autograd-fused adam ÷ book", "fit autograd-fused adam", "book", {"float32": None, "float64": None}),
 )
 FIT_MEMORY_LIMIT_MB = 60  # beyond the imports

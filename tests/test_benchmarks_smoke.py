@@ -30,7 +30,8 @@ def test_train_step_quick_writes_every_figure(tmp_path):
     rows = {(r["impl"], r["dtype"]): r for r in report["results"]}
     steps = {"book", "numpy-bound", "backprop", "autograd", "autograd-fused"}
     fits = {f"fit {m} {o}" for m in ("backprop", "autograd-fused") for o in ("sgd", "adam")}
-    impls = steps | fits | {"backprop adam"}
+    loops = {"book loop", "backprop loop"}
+    impls = steps | fits | loops | {"backprop adam"}
     assert set(rows) == {(i, d) for i in impls for d in ("float32", "float64")}
     for (impl, _), row in rows.items():
         for field in ("median_ms", "min_ms", "max_ms", "ratio_to_book", "ratio_to_backprop", "gflops",
@@ -44,13 +45,13 @@ def test_train_step_quick_writes_every_figure(tmp_path):
     assert rows["book", "float64"]["ratio_to_book"] == 1.0
     assert report["config"]["fit_calls"] >= 1 and report["config"]["fit_iterations_per_call"] >= 1
     targets = {(t["target"], t["dtype"]): t for t in report["targets"]}
-    assert len(targets) == 2 * 5 + 2 * 4  # five ratios and four fit rows' memory, per dtype
+    assert len(targets) == 2 * 7 + 2 * 4  # seven ratios and four fit rows' memory, per dtype
     for t in targets.values():
         assert positive(t["value"]) and t["met"] in (True, False, None)
     assert {f["dtype"] for f in report["matmul_floor"]} == {"float32", "float64"}
     assert all(positive(f["gflops"]) for f in report["matmul_floor"])
     memory = {(m["impl"], m["dtype"]): m["peak_rss_mb"] for m in report["memory"]}
-    assert len(memory) == 1 + 2 + 2 * len(impls) and all(positive(v) for v in memory.values())
+    assert len(memory) == 1 + 2 + 2 * len(impls - loops) and all(positive(v) for v in memory.values())
     assert all(v >= memory["baseline", "-"] * 0.9 for v in memory.values())
     profiles = {p["impl"]: p for p in report["profiles"]}
     assert profiles["autograd"]["traced_operations_per_step"] > profiles["autograd-fused"]["traced_operations_per_step"]
