@@ -20,7 +20,19 @@ leaves (over the probed values for sampled / directional / a partial loop).
 Memory is the peak of Python + numpy allocations during one gradient call,
 by ``tracemalloc``.
 
-    .venv/bin/python benchmarks/grad_methods.py [--quick] [--json PATH] [--threads 1]
+Then, per activation — ReLU, sigmoid, tanh, and the BatchNorm network
+(``mlp(784, [100] * 4, 10, batch_norm=True)``, ReLU, training mode) — on the
+book's 784-100x4-10 network at batch 128 (``--quick``: 20-30-30-10, batch 16):
+the full gradient by central differences (``numerical``) and by the complex
+step (``complex-step``), each timed over interleaved repeats (median), against
+the book's element loop over a book-style network with that activation
+(``Sigmoid``: ``1 / (1 + exp(-x))``; BatchNorm: the book's
+``BatchNormalization`` forward in training mode), timed on a seeded subset of
+entries in the same run and extrapolated; and every method's accuracy against
+autograd, over all entries and on the worst leaf (leaves whose exact gradient
+is 0 — a bias just before BatchNorm — are reported by their largest entry).
+
+    .venv/bin/python benchmarks/grad_methods.py [--quick] [--json PATH] [--threads 1] [--only-activations]
 """
 import os
 import sys
@@ -48,6 +60,7 @@ import argparse  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
+from collections import OrderedDict  # noqa: E402
 
 import numpy as np  # noqa: E402  (before train_step, so that its own thread default does not apply)
 
@@ -202,12 +215,167 @@ def measure_case(name, batch, quick, loop_budget, rng):
     return rows
 
 
-def run(quick, loop_budget):
-    """Every network and batch of the sweep: the JSON-ready report."""
-    names = ["tiny", "small"] if quick else list(NETWORKS)
+# ---------------------------------------------------------------- per activation: the book-style networks
+
+
+class BookSigmoid:
+    """The book's Sigmoid layer, forward only: ``1 / (1 + exp(-x))``."""
+
+    def forward(self, x):
+        return 1 / (1 + np.exp(-x))
+
+
+class BookTanh:
+    """A tanh layer in the book's style (the book has none)."""
+
+    def forward(self, x):
+        return np.tanh(x)
+
+
+class BookBatchNorm:
+    """The book's BatchNormalization forward (2-D input), running averages updated on every call as it does."""
+
+    def __init__(self, gamma, beta, momentum=0.9):
+        self.gamma, self.beta, self.momentum = gamma, beta, momentum
+        self.running_mean = self.running_var = None
+
+    def forward(self, x, train_flg=True):
+        if self.running_mean is None:
+            self.running_mean, self.running_var = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+        if train_flg:
+            mu = x.mean(axis=0)
+            xc = x - mu
+            var = np.mean(xc ** 2, axis=0)
+            xn = xc / np.sqrt(var + 10e-7)
+            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mu
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
+        else:
+            xn = (x - self.running_mean) / np.sqrt(self.running_var + 10e-7)
+        return self.gamma * xn + self.beta
+
+
+class BookNetExtend:
+    """The book's MultiLayerNetExtend as its numerical_gradient uses it: Affine [-> BatchNorm] -> activation, then
+    Affine and SoftmaxWithLoss, the loss in training mode; params in a dict (W1, b1, gamma1, beta1, ...)."""
+
+    ACTIVATIONS = {"relu": train_step.BookRelu, "sigmoid": BookSigmoid, "tanh": BookTanh}
+
+    def __init__(self, params, activation, batch_norm):
+        self.params = params
+        hidden = sum(1 for k in params if k.startswith("W")) - 1
+        self.layers = OrderedDict()
+        for idx in range(1, hidden + 1):
+            self.layers[f"Affine{idx}"] = train_step.BookAffine(params[f"W{idx}"], params[f"b{idx}"])
+            if batch_norm:
+                self.layers[f"BatchNorm{idx}"] = BookBatchNorm(params[f"gamma{idx}"], params[f"beta{idx}"])
+            self.layers[f"Activation_function{idx}"] = self.ACTIVATIONS[activation]()
+        self.layers[f"Affine{hidden + 1}"] = train_step.BookAffine(params[f"W{hidden + 1}"], params[f"b{hidden + 1}"])
+        self.last_layer = train_step.BookSoftmaxWithLoss()
+
+    def loss(self, x, t, train_flg=True):
+        for layer in self.layers.values():
+            x = layer.forward(x, train_flg) if isinstance(layer, BookBatchNorm) else layer.forward(x)
+        return self.last_layer.forward(x, t)
+
+
+def book_params_of(params):
+    """``(book params dict of copies, [book key per leaf in tree_leaves order])`` for an mlp's params."""
+    book, keys, dense = {}, [], 0
+    for layer in params:
+        if "W" in layer:
+            dense += 1
+            names = {"W": f"W{dense}", "b": f"b{dense}"}
+        else:
+            names = {"beta": f"beta{dense}", "gamma": f"gamma{dense}"}
+        for k in sorted(layer):  # tree_leaves order
+            book[names[k]] = layer[k].copy()
+            keys.append(names[k])
+    return book, keys
+
+
+def book_loop_extend(params, activation, batch_norm, x, t, picks):
+    """The book's loop over a BookNetExtend at ``picks`` (per leaf: flat indices, or None for all): per leaf, values."""
+    book, keys = book_params_of(params)
+    model = BookNetExtend(book, activation, batch_norm)
+    out = []
+    for key, pick in zip(keys, picks):
+        value = book[key]
+        flat = range(value.size) if pick is None else pick
+        indices = [np.unravel_index(i, value.shape) for i in flat]
+        out.append(book_numerical_gradient(lambda _: model.loss(x, t), value, indices))
+    return out
+
+
+ACTIVATION_CASES = {"relu": ("relu", False), "sigmoid": ("sigmoid", False), "tanh": ("tanh", False),
+                    "batchnorm": ("relu", True)}
+
+
+def leaf_errors(got, reference):
+    """``(norm-relative error over all leaves, worst leaf's norm-relative error, largest |entry| on zero leaves)``."""
+    biggest = max(float(np.linalg.norm(r)) for r in reference)
+    worst, zero_leaves = 0.0, 0.0
+    for g, r in zip(got, reference):
+        if np.linalg.norm(r) > 1e-9 * biggest:
+            worst = max(worst, norm_rel([g], [r]))
+        else:  # an exactly-zero gradient (a bias before BatchNorm): only absolute error means anything
+            zero_leaves = max(zero_leaves, float(np.max(np.abs(g - r))))
+    return norm_rel(got, reference), worst, zero_leaves
+
+
+def measure_activation(name, quick, loop_budget, repeats):
+    """One activation (or the BatchNorm network): numerical / complex-step / analytic paths and the book's loop."""
+    activation, batch_norm = ACTIVATION_CASES[name]
+    sizes, batch = ((20, [30, 30], 10), 16) if quick else ((784, [100] * 4, 10), 128)
+    net = mg.mlp(*sizes, activation=activation, batch_norm=batch_norm)
+    params = net.init(0)
+    rng = np.random.default_rng(1)
+    x, t = rng.random((batch, sizes[0])), rng.integers(0, sizes[-1], batch)
+    kw = dict(state=net.init_state(), train=True) if batch_norm else {}
+    reference = tree_leaves(mg.grad(net, params, x, t, **kw))
+    count = sum(leaf.size for leaf in reference)
+    row = {"activation": name, "sizes": [sizes[0], *sizes[1], sizes[2]], "batch_norm": batch_norm, "batch": batch,
+           "params": int(count), "methods": {}}
+
+    methods = ANALYTIC + ("numerical", "complex-step")
+    times, grads = {m: [] for m in methods}, {}
+    for _ in range(repeats):  # interleaved, so that machine noise hits every method alike
+        for method in methods:
+            seconds, grads[method] = timed(lambda: tree_leaves(mg.grad(net, params, x, t, method=method, **kw)))
+            times[method].append(seconds)
+    for method in methods:
+        peak, _ = traced_peak_mb(lambda: mg.grad(net, params, x, t, method=method, **kw))
+        error, worst, zero = leaf_errors(grads[method], reference)
+        row["methods"][method] = {"seconds": float(np.median(times[method])), "all_seconds": times[method],
+                                  "rel_error_vs_autograd": error, "worst_leaf_rel_error": worst,
+                                  "zero_leaf_max_abs_error": zero, "peak_traced_mb": peak}
+
+    # The book's loop: a seeded subset of entries of every leaf, about loop_budget seconds, extrapolated.
+    probe_seconds, _ = timed(lambda: book_loop_extend(params, activation, batch_norm, x, t, [[0]] * len(reference)))
+    share = min(1.0, max(loop_budget / (probe_seconds / len(reference) * count), 1.0 / count))
+    pick_rng = np.random.default_rng(0)
+    picks = [np.sort(pick_rng.choice(r.size, max(1, int(round(r.size * share))), replace=False)) for r in reference]
+    seconds, values = timed(lambda: book_loop_extend(params, activation, batch_norm, x, t, picks))
+    done = sum(len(v) for v in values)
+    want = [np.ravel(r)[p] for r, p in zip(reference, picks)]
+    row["book_loop"] = {"seconds": seconds * count / done, "extrapolated": done < count, "entries_timed": done,
+                        "timed_seconds": seconds, "rel_error_vs_autograd": norm_rel(values, want)}
+    numeric, complex_step = row["methods"]["numerical"]["seconds"], row["methods"]["complex-step"]["seconds"]
+    row["speedup_numerical_vs_book_loop"] = row["book_loop"]["seconds"] / numeric
+    row["speedup_complex_step_vs_book_loop"] = row["book_loop"]["seconds"] / complex_step
+    row["complex_step_time_over_numerical"] = complex_step / numeric
+    return row
+
+
+def run(quick, loop_budget, sweep=True, repeats=3):
+    """Every network and batch of the sweep (unless ``sweep`` is False), then every activation: the JSON-ready report."""
+    names = (["tiny", "small"] if quick else list(NETWORKS)) if sweep else []
     batches = [1, 8] if quick else [1, 32, 128]
     rng = np.random.default_rng(0)
     results = []
+    by_activation = []
+    for name in ACTIVATION_CASES:
+        by_activation.append(measure_activation(name, quick, loop_budget, repeats))
+        print(f"  done: activation {name}", file=sys.stderr, flush=True)
     for name in names:
         for batch in batches:
             results += measure_case(name, batch, quick, loop_budget, rng)
@@ -228,9 +396,11 @@ def run(quick, loop_budget):
         "config": {"dtype": "float64", "networks": {n: NETWORKS[n] for n in names}, "batches": batches,
                    "samples": SAMPLES, "loop_budget_seconds": loop_budget, "threads": int(_THREADS),
                    "quick": quick, "data": "synthetic uniform [0, 1), random labels", "numpy": np.__version__,
-                   "python": platform.python_version(), "cpus": os.cpu_count()},
+                   "python": platform.python_version(), "cpus": os.cpu_count(), "repeats": repeats,
+                   "load_average": os.getloadavg()},
         "results": results,
         "numerical_full_vs_book_loop": speedups,
+        "by_activation": by_activation,
     }
 
 
@@ -240,6 +410,7 @@ def print_report(report):
     print(f"gradient methods, float64, {cfg['threads']} threads; error = norm-relative vs autograd; "
           f"memory = tracemalloc peak; ~ = extrapolated from a timed subset")
     print(f"{'network':8} {'params':>7} {'batch':>5} {'method':22} {'time':>11} {'error':>9} {'memory MB':>9}")
+    print_activations(report["by_activation"])
     for r in report["results"]:
         secs = r["seconds"]
         shown = f"{secs * 1e3:.3f} ms" if secs < 1 else f"{secs:.2f} s"
@@ -254,6 +425,24 @@ def print_report(report):
               f"{s['numerical_full_error']:.1e} (vectorised)")
 
 
+def print_activations(rows):
+    """The per-activation table: times, speed-ups against the book's loop, errors against autograd."""
+    def shown(secs):
+        return f"{secs * 1e3:.2f} ms" if secs < 1 else f"{secs:.2f} s"
+    for row in rows:
+        loop = row["book_loop"]
+        print(f"{row['activation']} ({'-'.join(map(str, row['sizes']))}, batch {row['batch']}, {row['params']} params): "
+              f"book loop {'~' if loop['extrapolated'] else ''}{shown(loop['seconds'])} "
+              f"(error {loop['rel_error_vs_autograd']:.1e} on {loop['entries_timed']} entries); "
+              f"numerical {row['speedup_numerical_vs_book_loop']:.0f}x faster, complex step "
+              f"{row['speedup_complex_step_vs_book_loop']:.0f}x, complex step / numerical time "
+              f"{row['complex_step_time_over_numerical']:.2f}")
+        print(f"  {'method':16} {'median':>10} {'error':>9} {'worst leaf':>10} {'zero leaves':>11} {'memory MB':>9}")
+        for method, m in row["methods"].items():
+            print(f"  {method:16} {shown(m['seconds']):>10} {m['rel_error_vs_autograd']:9.1e} "
+                  f"{m['worst_leaf_rel_error']:10.1e} {m['zero_leaf_max_abs_error']:11.1e} {m['peak_traced_mb']:9.1f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="two tiny networks only (seconds; for CI)")
@@ -262,9 +451,12 @@ def main(argv=None):
     parser.add_argument("--loop-budget", type=float,
                         help="seconds the book's loop may run per case before it is timed on a subset "
                              "and extrapolated (default 10; 1 with --quick)")
+    parser.add_argument("--only-activations", action="store_true",
+                        help="skip the network-size sweep: the per-activation comparison only")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats per method, per activation")
     args = parser.parse_args(argv)
     budget = args.loop_budget if args.loop_budget is not None else (1.0 if args.quick else 10.0)
-    report = run(args.quick, budget)
+    report = run(args.quick, budget, sweep=not args.only_activations, repeats=args.repeats)
     print_report(report)
     if args.json:
         train_step.write_json(report, args.json)

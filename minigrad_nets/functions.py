@@ -35,6 +35,8 @@ def sigmoid_values(x):
 
 def relu_values(x):
     """``max(x, 0)`` on a plain float array (no checks); NaN stays NaN."""
+    if onp.iscomplexobj(x):  # the complex step: branch on the real part, slope 0 at 0 (the book's rule)
+        return x * (x.real > 0)
     # Against a row of zeros, not the scalar 0: numpy's vectorised loop skips a scalar operand (2x slower).
     return onp.maximum(x, onp.zeros(x.shape[-1:], x.dtype))
 

@@ -203,3 +203,12 @@ def test_an_error_of_1e8_is_caught_by_the_complex_step_and_missed_by_central_dif
     assert central.ok  # 1e-8 is far below what central differences can resolve (1e-6 tolerance)
     exact = mg.check_gradients(net, params, x, t, methods=("backprop", "complex-step"))
     assert {c.path for c in exact.failures} == {"[0]['W']", "[0]['b']"}, str(exact)
+
+
+def test_relu_values_branches_on_the_real_part_with_slope_0_at_0():
+    h = 1e-20
+    x = np.array([-1.5, 0.0, 2.0])
+    z = functions.relu_values(x + 1j * h)
+    np.testing.assert_array_equal(z.real, [0.0, 0.0, 2.0])
+    np.testing.assert_array_equal(z.imag / h, [0.0, 0.0, 1.0])  # as autograd's and backprop's rule: 0 at 0
+    np.testing.assert_array_equal(functions.relu_values(x), [0.0, 0.0, 2.0])

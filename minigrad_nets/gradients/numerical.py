@@ -536,6 +536,8 @@ class _Context:
     complex_step: bool
     max_bytes: float
     bounds: dict = dataclasses.field(default_factory=dict)  # step index -> (B, n) d(sum of half losses)/d(input)
+    slopes: dict = dataclasses.field(default_factory=dict)  # step index -> (B, n) complex-step slopes of an fn step
+                                                            # (-1: of each row's half loss in each logit)
 
     @property
     def batch(self):
@@ -544,6 +546,24 @@ class _Context:
     def row_changes(self, logits, rows):
         """(P, C) logits of rows ``rows`` -> (P,) changes of their half losses."""
         return _row_half_losses(logits, rows, self.labels, self.targets) - self.base_half[rows]
+
+    def slope(self, steps, i):
+        """``Im fn(a + ih) / h`` at every entry a of elementwise step i's unperturbed input (computed once)."""
+        if i not in self.slopes:
+            step = steps[i]
+            self.slopes[i] = np.asarray(step.what(step.inputs + 1j * COMPLEX_STEP)).imag / COMPLEX_STEP
+        return self.slopes[i]
+
+    def loss_slope(self, logits):
+        """``Im half_loss_r(z_r + ih e_c) / h`` at the unperturbed (B, C) logits, every (row, class): computed once."""
+        if -1 not in self.slopes:
+            batch, classes = logits.shape
+            z = np.repeat(logits[None], classes, axis=0).astype(np.complex128)  # (C, B, C)
+            z[np.arange(classes), :, np.arange(classes)] += 1j * COMPLEX_STEP
+            rows = np.tile(np.arange(batch), classes)
+            half = _row_half_losses(z.reshape(classes * batch, classes), rows, self.labels, self.targets)
+            self.slopes[-1] = half.imag.reshape(classes, batch).T / COMPLEX_STEP
+        return self.slopes[-1]
 
     def batch_changes(self, logits):
         """(P, B, C) logits of P whole batches -> (P,) changes of the summed half losses."""
@@ -601,6 +621,10 @@ def _changes(steps, origin, js, rows, new, ctx):
         i += 1
     if i == len(steps):  # the column is a column of the logits
         logits = steps[-1].outputs
+        if ctx.complex_step:  # the loss by its complex-step slopes, as in _imaginary_through
+            slope = ctx.loss_slope(logits)
+            return 1j * (col.imag * slope[rows, js] if rows is not None
+                         else np.einsum("bp,bp->p", col.imag, slope[:, js]))
         if rows is not None:
             z = logits[rows].astype(col.dtype)
             z[picked, js] = col
@@ -614,6 +638,9 @@ def _changes(steps, origin, js, rows, new, ctx):
         back = ctx.bounds[i + 1] @ dense.params["W"].T
         return change * back[rows, js] if rows is not None else np.einsum("bp,bp->p", change, back[:, js])
     w_rows = dense.params["W"][js]  # (P, n_out): the weights leaving the changed units
+    if ctx.complex_step:
+        imag = change.imag[:, None] * w_rows if rows is not None else change.imag.T[:, :, None] * w_rows[:, None, :]
+        return _imaginary_through(steps, origin, i + 1, imag, rows, ctx)
     if rows is not None:
         values = dense.outputs[rows] + change[:, None] * w_rows
     else:
@@ -646,6 +673,60 @@ def _rows_through(steps, origin, start, values, rows, ctx):
     return ctx.row_changes(values, rows) if rows is not None else ctx.batch_changes(values)
 
 
+def _imaginary_through(steps, origin, start, imag, rows, ctx):
+    """The complex step's changed rows (P, n) or batches (P, B, n) through ``steps[start:]``, as imaginary parts -> (P,).
+
+    Under the complex step only imaginary parts change: real parts move by O(h²), far below rounding,
+    so they stay the unperturbed values and are reused, not recomputed. A dense layer maps the
+    imaginary parts by W; an elementwise layer multiplies them by its complex-step slope
+    ``Im fn(a + ih) / h`` at each unperturbed entry a (its own fn, evaluated once per entry of the
+    batch, not once per perturbation: numpy's complex tanh is ~20x slower than the real one); so is
+    the loss, by each row's slope in each logit; a FEATURE layer, which mixes rows, is evaluated in
+    complex arithmetic on real + i·imaginary parts.
+    """
+    for i in range(start, len(steps)):
+        step = steps[i]
+        if _boundary(steps, origin, i, ctx):
+            grad = ctx.bounds[i]
+            return 1j * (np.einsum("pn,pn->p", imag, grad[rows]) if rows is not None
+                         else np.einsum("pbn,bn->p", imag, grad))
+        if step.kind == "dense":
+            imag = _matmul(imag, step.params["W"])
+        elif step.kind == "fn":
+            slope = ctx.slope(steps, i)
+            imag = imag * (slope[rows] if rows is not None else slope)
+        elif step.kind == "scale":
+            imag = imag * (step.what[rows] if rows is not None else step.what)
+        elif step.kind == "feature":
+            values = np.repeat(step.inputs[None], len(imag), axis=0).astype(np.complex128)
+            if rows is not None:  # one row changed: every row of every column changes
+                values[np.arange(len(rows)), rows] += 1j * imag
+                rows = None
+            else:
+                values += 1j * imag
+            imag = step.batches(values).imag
+    slope = ctx.loss_slope(steps[-1].outputs)
+    return 1j * (np.einsum("pc,pc->p", imag, slope[rows]) if rows is not None
+                 else np.einsum("pbc,bc->p", imag, slope))
+
+
+def _carried_width(steps, origin, ctx):
+    """The widest rows a perturbation of step ``origin``'s output carries (1 while it is a column), as ``_changes`` goes."""
+    i = origin + 1
+    while i < len(steps) and steps[i].kind != "dense" and not _boundary(steps, origin, i, ctx):
+        i += 1
+    if i == len(steps):
+        return steps[-1].outputs.shape[1]
+    if steps[i].kind != "dense" or _boundary(steps, origin, i + 1, ctx):
+        return 1
+    width = steps[i].inputs.shape[1]
+    for j in range(i, len(steps)):
+        if _boundary(steps, origin, j, ctx):
+            break
+        width = max(width, steps[j].outputs.shape[1])
+    return width
+
+
 def _slopes(steps, origin, js, rows, news, taken, ctx):
     """d(summed half losses) / d(the perturbed quantity) for each of P perturbations of step ``origin``'s output: (P,).
 
@@ -655,8 +736,8 @@ def _slopes(steps, origin, js, rows, news, taken, ctx):
     """
     count = len(js)
     whole = rows is None or (origin + 1 < len(steps) and steps[origin + 1].kind == "feature")
-    widest = max(max(s.inputs.shape[-1], s.outputs.shape[-1]) for s in steps[origin:])
-    per = 16 * 8 * widest * (ctx.batch if whole else 1) * (1 if ctx.complex_step else 2)
+    # About eight complex arrays of the widest rows a perturbation carries, per row it changes.
+    per = 16 * 8 * _carried_width(steps, origin, ctx) * (ctx.batch if whole else 1) * (1 if ctx.complex_step else 2)
     chunk = int(max(1, min(count, ctx.max_bytes // per, 2048)))
     out = np.empty(count)
     for c0 in range(0, count, chunk):
