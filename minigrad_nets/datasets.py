@@ -406,7 +406,8 @@ def _find_or_fetch(dataset, data_dir, download, progress):
         source = _source(dataset, "embedded", EMBEDDED_DIR)
         warnings.warn(f"MNIST not found and {reason}; using the embedded subset "
                       f"({source.n_train:,} train / {source.n_test:,} test images). "
-                      f"For full MNIST pass data_dir=, set ${ENV_DATA_DIR} or pass download=True.", EmbeddedDataWarning, stacklevel=4)
+                      f"For full MNIST pass data_dir=, set ${ENV_DATA_DIR} or pass download=True.",
+                      EmbeddedDataWarning, stacklevel=4)
         return source
     raise _not_found(dataset, data_dir, reason)
 

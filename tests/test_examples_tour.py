@@ -22,7 +22,8 @@ TOUR = {
                                         r"numerical vs autograd on the last image"],
     "ch05_gradient_check.py": [r"W1:\S+", r"b1:\S+", r"W2:\S+", r"b2:\S+", r"Gradient check: PASS"],
     "ch06_experiments.py": [r"hyperparameter_optimization\.py\s+minigrad-nets hyperparameter-search",
-                            r"optimizer_compare_naive\.py\s+minigrad-nets optimizer-paths", r"AdaGrad\s+after 30 steps"],
+                            r"optimizer_compare_naive\.py\s+minigrad-nets optimizer-paths",
+                            r"AdaGrad\s+after 30 steps"],
 }
 
 
