@@ -192,9 +192,9 @@ def nesterov(lr=0.01, momentum=0.9):
     then ``v <- mu*v - lr*g``. State: {'v': tree like params}.
 
     This is Nesterov's accelerated gradient written for the look-ahead point
-    ``p = theta + mu*v``, so the gradient is taken where the params are. Copies
-    of the book's common/optimizer.py that update v first and then step with the
-    new v compute ``p + mu**3*v - (1+mu+mu**2)*lr*g``: not the paper's rule.
+    ``p = theta + mu*v``, so the gradient is taken where the params are. The
+    book's common/optimizer.py, which cites the paper, updates v first and then
+    steps with the new v, ``p + mu**3*v - (1+mu+mu**2)*lr*g``: not the paper's rule.
     """
     lr, mu = _check_rate("lr", lr), _check_rate("momentum", momentum, 0.0, 1.0, low_open=False)
     mu2, step = mu * mu, (1 + mu) * lr
