@@ -367,7 +367,7 @@ def measure_activation(name, quick, loop_budget, repeats):
 
 
 def run(quick, loop_budget, sweep=True, repeats=3):
-    """Every network and batch of the sweep (unless ``sweep`` is False), then every activation: the JSON-ready report."""
+    """Every activation, then every network and batch of the sweep (unless ``sweep`` is False): the JSON report."""
     names = (["tiny", "small"] if quick else list(NETWORKS)) if sweep else []
     batches = [1, 8] if quick else [1, 32, 128]
     rng = np.random.default_rng(0)
@@ -431,7 +431,8 @@ def print_activations(rows):
         return f"{secs * 1e3:.2f} ms" if secs < 1 else f"{secs:.2f} s"
     for row in rows:
         loop = row["book_loop"]
-        print(f"{row['activation']} ({'-'.join(map(str, row['sizes']))}, batch {row['batch']}, {row['params']} params): "
+        sizes = "-".join(map(str, row["sizes"]))
+        print(f"{row['activation']} ({sizes}, batch {row['batch']}, {row['params']} params): "
               f"book loop {'~' if loop['extrapolated'] else ''}{shown(loop['seconds'])} "
               f"(error {loop['rel_error_vs_autograd']:.1e} on {loop['entries_timed']} entries); "
               f"numerical {row['speedup_numerical_vs_book_loop']:.0f}x faster, complex step "

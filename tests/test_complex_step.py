@@ -212,3 +212,11 @@ def test_relu_values_branches_on_the_real_part_with_slope_0_at_0():
     np.testing.assert_array_equal(z.real, [0.0, 0.0, 2.0])
     np.testing.assert_array_equal(z.imag / h, [0.0, 0.0, 1.0])  # as autograd's and backprop's rule: 0 at 0
     np.testing.assert_array_equal(functions.relu_values(x), [0.0, 0.0, 2.0])
+
+
+def test_a_small_convnet_by_the_complex_step_loops_its_opaque_layers_exactly():
+    net = mg.simple_convnet((1, 6, 6), filters=3, kernel=3, hidden=5, output_size=3)
+    params = net.init(0)
+    x, t = np.random.default_rng(7).random((4, 1, 6, 6)), np.array([0, 2, 1, 2])
+    with pytest.warns(numerical.SlowPathWarning, match=r"layer 0 \(Conv2D.*layer 2 \(MaxPool2D"):
+        assert leafwise_against_autograd(net, params, x, t) <= 1e-12

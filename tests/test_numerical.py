@@ -263,8 +263,8 @@ def test_unknown_layer_is_named_and_only_the_params_up_to_it_are_looped():
     net = mg.Network((mg.Dense(4, "xavier"), square_layer(), mg.Dense(3, "xavier")), 5, 3)
     params = net.init(0)
     x, t = batch(np.random.default_rng(0), 6, 5, 3)
-    with pytest.warns(numerical.SlowPathWarning, match=r"layer 1 \(Square\), which declares no structure.*the 24 params "
-                                                       r"at or before layer 1.*the 15 after it"):
+    with pytest.warns(numerical.SlowPathWarning, match=r"layer 1 \(Square\), which declares no structure.*"
+                                                       r"the 24 params at or before layer 1.*the 15 after it"):
         fast = mg.numerical_grad(net.loss, params, x, t)
     loop = mg.numerical_grad(net.loss, params, x, t, vectorize=False)
     for a, b in zip(tree_leaves(fast[0]), tree_leaves(loop[0])):  # before the opaque layer: the loop itself

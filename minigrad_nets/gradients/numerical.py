@@ -1,4 +1,4 @@
-"""The numerical path: central differences (or the complex step) in float64, for any scalar function of a pytree and, fast, for networks.
+"""The numerical path: central differences or the complex step, in float64, for any scalar function; fast for networks.
 
 Every central difference is ``(f(x + h) - f(x - h)) / (x_plus - x_minus)``
 with ``h = eps**(1/3) * max(1, |x|)``; dividing by the step actually realised
@@ -34,7 +34,12 @@ Modes of ``numerical_grad``:
 so the two can be compared leaf by leaf.
 
 For a network's loss (``numerical_grad(net.loss, params, x, t[, key])`` or
-``value_and_grad``) the full mode is vectorised: see ``network_full_grad``.
+``value_and_grad``; ``mg.grad(..., method='numerical' | 'complex-step')``) the
+full mode is vectorised through what the layers declare (``layers.Layer.kind``):
+see ``network_full_grad``. It perturbs each entry of each layer's output once,
+not each weight (a dense layer is affine in its weights), and a layer it cannot
+take is named in a ``SlowPathWarning``; ``vectorize=False`` keeps the
+element-by-element loop over every parameter, the definition itself.
 """
 import dataclasses
 import functools
@@ -203,7 +208,7 @@ def _complex_safe_call(f, *args):
 
 def numerical_grad(f, params, *args, mode="full", method="central", seed=0, samples=DEFAULT_SAMPLES,
                    vectorize=True, max_bytes=DEFAULT_MAX_BYTES, **kwargs):
-    """Numerical gradient of scalar ``f(params, *args, **kwargs)`` in float64: pytree -> pytree (modes, methods: module doc).
+    """Numerical gradient of scalar ``f(params, *args, **kwargs)``, float64: pytree -> pytree (modes, methods: module doc).
 
     ``f`` must be pure: it is called on float64 (complex128 for the complex
     step) copies of params, never on the caller's arrays. When ``f`` is a
@@ -444,7 +449,7 @@ class _Step:
     what: object = None     # 'fn': the elementwise function; 'scale': the (B, n) multiplier; None: the reason
 
     def columns(self, x, js, params=None):
-        """A 'feature' layer on (B, P) inputs whose column p is feature ``js[p]`` -> (B, P); ``params`` already picked."""
+        """A 'feature' layer on (B, P) inputs, column p being feature ``js[p]`` -> (B, P); ``params``: already picked."""
         pick = lambda leaf: np.asarray(leaf)[js]  # noqa: E731
         p = _tree_map_none(pick, self.params) if params is None else params
         return np.asarray(self.layer.apply(p, _tree_map_none(pick, self.state), x, self.train, self.key)[0])
@@ -463,8 +468,9 @@ def _tree_map_none(fn, tree):
 
 
 def _close(a, b):
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-12, atol=1e-12 * max(1.0, float(np.max(np.abs(b),
-                                                                                            initial=0.0)))))
+    """Whether a layer's output ``a`` is what its declaration says, ``b``, to rounding."""
+    scale = max(1.0, float(np.max(np.abs(b), initial=0.0)))
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-12, atol=1e-12 * scale))
 
 
 def _how_to_evaluate(layer, p, s, key, train, a, out):
@@ -477,7 +483,7 @@ def _how_to_evaluate(layer, p, s, key, train, a, out):
     if kind is None:
         return None, "declares no structure the vectorised path can use (layers.Layer.kind is None)"
     if a.ndim != 2 or out.ndim != 2:
-        return None, f"works on {max(a.ndim, out.ndim)}-D values; the vectorised path takes (batch, features)"
+        return None, f"works on {max(a.ndim, out.ndim)}-D values (the vectorised path takes (batch, features))"
     if layer.has_state and kind != L.FEATURE:
         return None, "keeps state but does not declare FEATURE"
     if kind == L.DENSE:
@@ -585,7 +591,7 @@ def _matmul(values, W):
     return out.reshape(values.shape[:-1] + (W.shape[1],))
 
 
-def _boundary(steps, origin, i, ctx):
+def _boundary(origin, i, ctx):
     """Whether the propagation from ``origin`` stops at the input of step i: a FEATURE layer whose gradient is known."""
     return i >= origin + 2 and i in ctx.bounds
 
@@ -603,7 +609,7 @@ def _changes(steps, origin, js, rows, new, ctx):
     col, picked = new, np.arange(count)
     while i < len(steps) and steps[i].kind != "dense":
         step = steps[i]
-        if _boundary(steps, origin, i, ctx):
+        if _boundary(origin, i, ctx):
             grad = ctx.bounds[i]
             if rows is not None:
                 return (col - step.inputs[rows, js]) * grad[rows, js]
@@ -634,7 +640,7 @@ def _changes(steps, origin, js, rows, new, ctx):
         return ctx.batch_changes(z)
     dense = steps[i]
     change = col - (dense.inputs[rows, js] if rows is not None else dense.inputs[:, js])
-    if _boundary(steps, origin, i + 1, ctx):  # straight into a known gradient: <change ⊗ W[j], grad> = change · (grad Wᵀ)[:, j]
+    if _boundary(origin, i + 1, ctx):  # into a known gradient: <change ⊗ W[j], grad> = change · (grad Wᵀ)[:, j]
         back = ctx.bounds[i + 1] @ dense.params["W"].T
         return change * back[rows, js] if rows is not None else np.einsum("bp,bp->p", change, back[:, js])
     w_rows = dense.params["W"][js]  # (P, n_out): the weights leaving the changed units
@@ -649,10 +655,10 @@ def _changes(steps, origin, js, rows, new, ctx):
 
 
 def _rows_through(steps, origin, start, values, rows, ctx):
-    """Changed rows (P, n) (batch rows ``rows``) or whole batches (P, B, n) through ``steps[start:]`` -> (P,) changes."""
+    """Changed rows (P, n) (batch rows ``rows``) or whole batches (P, B, n) through ``steps[start:]``: (P,) changes."""
     for i in range(start, len(steps)):
         step = steps[i]
-        if _boundary(steps, origin, i, ctx):
+        if _boundary(origin, i, ctx):
             grad = ctx.bounds[i]
             if rows is not None:
                 return np.einsum("pn,pn->p", values - step.inputs[rows], grad[rows])
@@ -674,7 +680,7 @@ def _rows_through(steps, origin, start, values, rows, ctx):
 
 
 def _imaginary_through(steps, origin, start, imag, rows, ctx):
-    """The complex step's changed rows (P, n) or batches (P, B, n) through ``steps[start:]``, as imaginary parts -> (P,).
+    """The complex step's changed rows (P, n) or batches (P, B, n) through ``steps[start:]``, as imaginary parts: (P,).
 
     Under the complex step only imaginary parts change: real parts move by O(h²), far below rounding,
     so they stay the unperturbed values and are reused, not recomputed. A dense layer maps the
@@ -686,7 +692,7 @@ def _imaginary_through(steps, origin, start, imag, rows, ctx):
     """
     for i in range(start, len(steps)):
         step = steps[i]
-        if _boundary(steps, origin, i, ctx):
+        if _boundary(origin, i, ctx):
             grad = ctx.bounds[i]
             return 1j * (np.einsum("pn,pn->p", imag, grad[rows]) if rows is not None
                          else np.einsum("pbn,bn->p", imag, grad))
@@ -711,17 +717,17 @@ def _imaginary_through(steps, origin, start, imag, rows, ctx):
 
 
 def _carried_width(steps, origin, ctx):
-    """The widest rows a perturbation of step ``origin``'s output carries (1 while it is a column), as ``_changes`` goes."""
+    """The widest rows a perturbation of step ``origin``'s output carries through ``_changes`` (1: only a column)."""
     i = origin + 1
-    while i < len(steps) and steps[i].kind != "dense" and not _boundary(steps, origin, i, ctx):
+    while i < len(steps) and steps[i].kind != "dense" and not _boundary(origin, i, ctx):
         i += 1
     if i == len(steps):
         return steps[-1].outputs.shape[1]
-    if steps[i].kind != "dense" or _boundary(steps, origin, i + 1, ctx):
+    if steps[i].kind != "dense" or _boundary(origin, i + 1, ctx):
         return 1
     width = steps[i].inputs.shape[1]
     for j in range(i, len(steps)):
-        if _boundary(steps, origin, j, ctx):
+        if _boundary(origin, j, ctx):
             break
         width = max(width, steps[j].outputs.shape[1])
     return width
@@ -835,6 +841,8 @@ def network_full_grad(net, params, x, t, key=None, state=None, train=False, max_
       network, or up to the input of the next FEATURE layer, where the gradient is already known
       (computed last layer first) and the change's effect is that gradient times the change (first
       order: the same O(h²) as the central difference). Stacks of perturbations are bounded by ``max_bytes``.
+    - the complex step perturbs the same entries by ih, once each; real parts then do not change, so
+      only imaginary parts are carried (``_imaginary_through``).
 
     Layers it cannot take (opaque, or a declaration that does not hold) are named in a
     ``SlowPathWarning``: the params at or before the last of them are differentiated element by
