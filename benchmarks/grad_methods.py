@@ -409,8 +409,8 @@ def print_report(report):
     cfg = report["config"]
     print(f"gradient methods, float64, {cfg['threads']} threads; error = norm-relative vs autograd; "
           f"memory = tracemalloc peak; ~ = extrapolated from a timed subset")
-    print(f"{'network':8} {'params':>7} {'batch':>5} {'method':22} {'time':>11} {'error':>9} {'memory MB':>9}")
     print_activations(report["by_activation"])
+    print(f"{'network':8} {'params':>7} {'batch':>5} {'method':22} {'time':>11} {'error':>9} {'memory MB':>9}")
     for r in report["results"]:
         secs = r["seconds"]
         shown = f"{secs * 1e3:.3f} ms" if secs < 1 else f"{secs:.2f} s"
