@@ -534,8 +534,11 @@ def _walk(net, params, x, state, train, key):
 
 @dataclasses.dataclass(frozen=True)
 class _Context:
-    """What every perturbation needs: the targets, the unperturbed half losses per row, the method, the budget,
-    and the gradients already known at the inputs of FEATURE layers (``bounds``)."""
+    """What every perturbation needs: targets, unperturbed half losses, method, budget, what is already known.
+
+    ``bounds``: the gradients at the inputs of FEATURE layers, once computed; ``slopes``: the complex-step
+    slopes of elementwise layers and of the loss at the unperturbed batch.
+    """
     labels: object
     targets: object
     base_half: np.ndarray   # (B,)
