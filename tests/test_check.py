@@ -317,3 +317,28 @@ def test_methods_must_be_a_sequence_not_a_string():
     net, params, x, t = small_problem()
     with pytest.raises(TypeError, match="sequence of method names"):
         mg.check_gradients(net, params, x, t, methods="autograd")
+
+
+def test_a_layer_the_numerical_path_cannot_take_is_named_in_the_report():
+    cube = mg.Layer("Cube", lambda rng, shape, dtype: (tuple(shape), None, None),
+                    lambda params, state, x, train, key: (x ** 3, state),
+                    lambda params, state, x, train, key: (x ** 3, x, state),
+                    lambda params, x, dy, need_dx: (None, 3 * x * x * dy))
+    net = mg.Network((mg.Dense(4, "xavier"), cube, mg.Dense(3, "xavier")), 5, 3)
+    x, t = batch(1, 6, 5, 3)
+    report = mg.check_gradients(net, net.init(0), x, t, methods=("autograd", "numerical", "complex-step"))
+    assert report.ok, str(report)
+    assert any("layer 1 (Cube), which declares no structure" in w and "the 24 params at or before layer 1" in w
+               for w in report.warnings), report.warnings
+
+
+def test_batch_norm_network_in_training_mode_passes_every_path_with_the_complex_step():
+    net = mg.mlp(6, [5, 4], 3, activation="sigmoid", batch_norm=True, weight_decay=0.01)
+    x, t = batch(2, 8, 6, 3)
+    report = mg.check_gradients(net, net.init(1), x, t, state=net.init_state(), train=True,
+                                methods=("autograd", "backprop", "numerical", "complex-step"))
+    assert report.ok, str(report)
+    assert report.warnings == ()  # BatchNorm is on the vectorised path: no slow-path warning
+    exact = [c for c in report.comparisons if c.methods == ("backprop", "complex-step")]
+    # Every leaf to 1e-12, except the biases just before BatchNorm, whose gradient is exactly 0 (atol floor).
+    assert all(c.norm_rel_err <= 1e-12 or c.max_abs_err <= 1e-15 for c in exact)
