@@ -1,4 +1,5 @@
 """The complex step: exact gradients where the function allows, a clear error where it does not."""
+import autograd.numpy as anp
 import numpy as np
 import pytest
 
@@ -220,3 +221,17 @@ def test_a_small_convnet_by_the_complex_step_loops_its_opaque_layers_exactly():
     x, t = np.random.default_rng(7).random((4, 1, 6, 6)), np.array([0, 2, 1, 2])
     with pytest.warns(numerical.SlowPathWarning, match=r"layer 0 \(Conv2D.*layer 2 \(MaxPool2D"):
         assert leafwise_against_autograd(net, params, x, t) <= 1e-12
+
+
+def test_an_elementwise_layer_whose_fn_is_not_complex_safe_is_caught_on_the_fast_path():
+    # The usual overflow-safe softplus, log(1 + e^-|x|) + max(x, 0): its abs makes it not complex-safe.
+    softplus = mg.elementwise("Softplus", lambda x: anp.log1p(anp.exp(-anp.abs(x))) + anp.maximum(x, 0),
+                              lambda x, dy: dy / (1 + np.exp(-x)),
+                              numpy_fn=lambda x: np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0))
+    net = mg.Network((mg.Dense(5, "xavier"), softplus, mg.Dense(3, "xavier")), 4, 3)
+    params = net.init(0)
+    x, t = batch(8, 6, 4, 3)
+    assert max(norm_rel(a, b) for a, b in zip(tree_leaves(mg.grad(net, params, x, t)),
+                                              tree_leaves(mg.grad(net, params, x, t, method="numerical")))) < 1e-7
+    with pytest.raises(NotComplexSafeError, match=r"params\[0\]"):
+        mg.grad(net, params, x, t, method="complex-step")
