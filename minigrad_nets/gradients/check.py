@@ -296,8 +296,8 @@ def check_gradients(net, params, x, t, methods=DEFAULT_METHODS, mode="full", see
     Every pair of methods is compared (thresholds in the module doc). The
     numerical methods ('numerical': central differences; 'complex-step') run in
     ``mode`` ('full', 'sampled' or 'directional' with ``samples`` probes per
-    leaf from ``seed``); analytic methods are always compared in full. With ``repeat`` each method runs twice and must give
-    bit-identical results. Also checked: structure / shapes / dtypes, finiteness,
+    leaf from ``seed``); analytic methods are always compared in full. With
+    ``repeat`` each method runs twice and must give bit-identical results. Also checked: structure / shapes / dtypes, finiteness,
     and that no input (the caller's or the float64 copies) was mutated.
     ``raise_on_failure`` raises ``GradientCheckError`` instead of returning a
     failing report.

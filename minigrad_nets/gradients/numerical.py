@@ -208,7 +208,7 @@ def _complex_safe_call(f, *args):
 
 def numerical_grad(f, params, *args, mode="full", method="central", seed=0, samples=DEFAULT_SAMPLES,
                    vectorize=True, max_bytes=DEFAULT_MAX_BYTES, **kwargs):
-    """Numerical gradient of scalar ``f(params, *args, **kwargs)``, float64: pytree -> pytree (modes, methods: module doc).
+    """Numerical gradient of a scalar ``f(params, *args, **kwargs)``, in float64: pytree -> pytree (see module doc).
 
     ``f`` must be pure: it is called on float64 (complex128 for the complex
     step) copies of params, never on the caller's arrays. When ``f`` is a
@@ -449,7 +449,7 @@ class _Step:
     what: object = None     # 'fn': the elementwise function; 'scale': the (B, n) multiplier; None: the reason
 
     def columns(self, x, js, params=None):
-        """A 'feature' layer on (B, P) inputs, column p being feature ``js[p]`` -> (B, P); ``params``: already picked."""
+        """A 'feature' layer on (B, P) inputs, column p being feature ``js[p]`` -> (B, P) (``params``: picked)."""
         pick = lambda leaf: np.asarray(leaf)[js]  # noqa: E731
         p = _tree_map_none(pick, self.params) if params is None else params
         return np.asarray(self.layer.apply(p, _tree_map_none(pick, self.state), x, self.train, self.key)[0])
