@@ -235,3 +235,17 @@ def test_an_elementwise_layer_whose_fn_is_not_complex_safe_is_caught_on_the_fast
                                               tree_leaves(mg.grad(net, params, x, t, method="numerical")))) < 1e-7
     with pytest.raises(NotComplexSafeError, match=r"params\[0\]"):
         mg.grad(net, params, x, t, method="complex-step")
+
+
+def test_a_kink_hit_exactly_is_a_warning_not_an_error_and_the_branch_is_the_analytic_rules():
+    # An all-zero input row and zero biases put that row's ReLU inputs exactly at the kink: no central
+    # difference can check the bias there (its one-sided slopes differ), and none is blamed on the complex step.
+    net = mg.mlp(5, [4], 3, init="xavier")
+    params = net.init(0)
+    x, t = batch(9, 6, 5, 3)
+    x[2] = 0.0
+    with pytest.warns(numerical.ComplexStepWarning, match=r"could not be checked at params\[0\]\['b'\].*kink"):
+        assert leafwise_against_autograd(net, params, x, t) <= 1e-12
+    report = mg.check_gradients(net, params, x, t, methods=("autograd", "backprop", "complex-step"))
+    assert report.ok, str(report)
+    assert any("could not be checked at params[0]['b']" in w for w in report.warnings)

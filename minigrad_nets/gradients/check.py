@@ -323,10 +323,12 @@ def check_gradients(net, params, x, t, methods=DEFAULT_METHODS, mode="full", see
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", numerical.SlowPathWarning)
+                warnings.simplefilter("always", numerical.ComplexStepWarning)
                 results[m] = _run(m, net64, params64, x64, t64, key, state64, train, mode, samples, seed)
                 again = _run(m, net64, params64, x64, t64, key, state64, train, mode, samples, seed) \
                     if repeat else None
-            slow += [str(w.message) for w in caught if issubclass(w.category, numerical.SlowPathWarning)]
+            slow += [str(w.message) for w in caught
+                     if issubclass(w.category, (numerical.SlowPathWarning, numerical.ComplexStepWarning))]
         except Exception as err:  # a broken path is a finding to report, not a crash
             checks.append(Check(f"{m} runs", False, f"raised {type(err).__name__}: {err}"))
             results.pop(m, None)

@@ -19,6 +19,9 @@ Methods (``method=``):
   central differences along one random direction per leaf, and a disagreement
   raises ``NotComplexSafeError`` naming the leaf (numpy's ``ComplexWarning``,
   an imaginary part discarded, is an error too). Never a silently wrong gradient.
+  Where the function has a kink exactly at the point (ReLU at an input of
+  exactly 0, e.g. a zero bias over blank pixels) no difference can check it:
+  a ``ComplexStepWarning`` says so, naming the leaf.
 
 Modes of ``numerical_grad``:
 
@@ -69,6 +72,10 @@ SAFETY_STEPS = (1.0, 0.1, 0.01)
 
 class NotComplexSafeError(ValueError):
     """The complex step disagrees with central differences: the function is not complex-safe (abs, conj, ...)."""
+
+
+class ComplexStepWarning(UserWarning):
+    """The complex step could not be checked somewhere: the function has a kink exactly at the point (ReLU at 0)."""
 
 
 # ---------------------------------------------------------------- steps and probes
@@ -312,9 +319,14 @@ def check_complex_safe(central, complex_f, params, grads=None, seed=0):
     leaf, central differences (at the usual step, then 10 and 100 times
     smaller, in case one straddles a kink) are compared with ``grads[leaf] · v``
     (the complex-step gradient) when ``grads`` is given, else with ``Im f(x + ihv)/h``.
+    Where the function is not differentiable at the point itself along v (a kink
+    exactly hit, e.g. ReLU at an input of exactly 0: the one-sided differences
+    differ by a jump that does not shrink with the step), no difference can
+    decide: a ``ComplexStepWarning`` says so instead of an error.
     """
     leaves = _float64_leaves(params)
-    scale = max(1.0, abs(_scalar(central(tree_unflatten(params, leaves)), "at params")))
+    f0 = _scalar(central(tree_unflatten(params, leaves)), "at params")
+    scale = max(1.0, abs(f0))
     for number, (path, leaf) in enumerate(tree_leaves_with_paths(params)):
         leaf = leaves[number]
         if leaf.size == 0:
@@ -327,7 +339,7 @@ def check_complex_safe(central, complex_f, params, grads=None, seed=0):
             trial[number] = (flat + 1j * COMPLEX_STEP * v[0]).reshape(leaf.shape)
             cs = _imaginary(_complex_safe_call(complex_f, tree_unflatten(params, trial)),
                             f"along a probe of params{path}") / COMPLEX_STEP
-        seen = []
+        seen, jumps = [], []
         for shrink in SAFETY_STEPS:
             plus, minus = flat + shrink * h * v[0], flat - shrink * h * v[0]
             trial[number] = plus.reshape(leaf.shape)
@@ -336,9 +348,19 @@ def check_complex_safe(central, complex_f, params, grads=None, seed=0):
             f_minus = _scalar(central(tree_unflatten(params, trial)), f"along a probe of params{path} (-h)")
             cd = (f_plus - f_minus) / (2 * shrink * h)
             seen.append(cd)
+            jumps.append(abs((f_plus - f0) - (f0 - f_minus)) / (shrink * h))  # forward minus backward slope
             if abs(cs - cd) <= SAFETY_RTOL * max(abs(cs), abs(cd)) + SAFETY_ATOL * scale / shrink:
                 break
         else:
+            rounding = 8 * np.finfo(np.float64).eps * scale / (SAFETY_STEPS[-1] * h)
+            if jumps[-1] > 100 * rounding and jumps[-1] > 0.5 * jumps[-2]:  # smooth: shrinks with the step
+                warnings.warn(
+                    f"the complex step could not be checked at params{path}: the function is not differentiable "
+                    f"at this point along a random direction (its one-sided slopes differ by {jumps[-1]:.3g} at every "
+                    f"step: a kink, such as ReLU's at an input of exactly 0, is hit exactly); the complex step takes "
+                    f"the branch of the real part there, as the analytic rules do, and gives {cs:.10g} against "
+                    f"central differences {seen[-1]:.10g}", ComplexStepWarning, stacklevel=3)
+                continue
             raise NotComplexSafeError(
                 f"the complex step is not valid for this function at params{path}: along a random direction it "
                 f"gives the derivative {cs:.10g}, central differences {', '.join(f'{d:.10g}' for d in seen)} (steps "
