@@ -164,10 +164,10 @@ def test_epochs_and_iterations():
 def test_each_epoch_visits_every_example_once(monkeypatch):
     net = mg.mlp(2, [3], 2, dtype="float64")
     n = 10
-    x = np.stack([np.arange(n, dtype=float), np.zeros(n)], axis=1)  # column 0 is the example's index
+    x = np.stack([np.arange(n) / 100, np.zeros(n)], axis=1)  # column 0 is the example's index / 100 (pixel-sized)
     t = np.arange(n) % 2
     seen = []
-    spy_on_steps(monkeypatch, lambda xb, tb, key: seen.append(xb[:, 0].astype(int).tolist()))
+    spy_on_steps(monkeypatch, lambda xb, tb, key: seen.append(np.rint(xb[:, 0] * 100).astype(int).tolist()))
     mg.fit(net, net.init(0), mg.sgd(), (x, t), epochs=3, batch_size=4, progress=False)
     assert [len(b) for b in seen] == [4, 4, 2] * 3
     epochs = [sum(seen[i:i + 3], []) for i in (0, 3, 6)]
