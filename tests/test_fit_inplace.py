@@ -15,8 +15,9 @@ def random_tree(rng, dtype):
             {"W": rng.standard_normal((3, 2)).astype(dtype), "b": rng.standard_normal(2).astype(dtype)}]
 
 
-def test_every_book_optimizer_but_nesterov_has_an_in_place_variant():
-    assert set(IN_PLACE) == {"sgd", "momentum", "adagrad", "rmsprop", "adam"}
+def test_the_book_optimizers_have_an_in_place_variant():
+    # nesterov (its rule being reworked) goes through the pure update in fit until it has one
+    assert {"sgd", "momentum", "adagrad", "rmsprop", "adam"} <= set(IN_PLACE)
 
 
 @pytest.mark.parametrize("grad_dtype", ["same", "float64"])
