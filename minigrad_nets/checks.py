@@ -23,12 +23,6 @@ def as_float_array(x, name="x"):
 
 def all_finite(x):
     """Whether every entry of the float array ``x`` is finite (NaN and ±inf are not)."""
-    flat = x.reshape(-1)
-    # A cheap screen first: x·x is finite whenever x is (bar overflow) and never when it is not,
-    # since NaN and inf propagate through a dot product. Only a non-finite screen pays for the exact test.
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(np.dot(flat, flat)):
-            return True
     return bool(np.isfinite(x).all())
 
 

@@ -82,7 +82,7 @@ def _tanh_slope(x):
 defvjp(tanh, lambda ans, x: lambda g: g * _tanh_slope(x))
 
 
-def _row_max(x, axis):
+def row_max(x, axis):
     """Max along ``axis`` (kept), as a constant for autograd; raises on rows softmax cannot handle."""
     xv = getval(x)
     if xv.ndim == 0:
@@ -107,13 +107,13 @@ def _shifted(x, axis):
     """``x - max(x)`` along ``axis``; entries overflowing to -inf (exp -> 0) are expected and silent."""
     x = as_float_array(x, "logits")
     with onp.errstate(over="ignore"):
-        return x - _row_max(x, axis)
+        return x - row_max(x, axis)
 
 
 def logsumexp(x, axis=-1, keepdims=False):
     """``log(sum(exp(x)))`` along ``axis`` without overflow. Shape (..., C) -> (...)."""
     x = as_float_array(x)
-    m = _row_max(x, axis)
+    m = row_max(x, axis)
     with onp.errstate(over="ignore"):
         out = m + np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
     return out if keepdims else np.squeeze(out, axis=axis)
@@ -155,7 +155,7 @@ def cross_entropy(logits, t):
     count = _batch_count(shape, "cross_entropy")
     kind, tv = labels_unless_soft(t, shape[:-1], shape[-1])
     z = np.reshape(z, (count, shape[-1]))
-    m = _row_max(z, -1)
+    m = row_max(z, -1)
     # The weighted entries: (example, class) pairs with a positive target. Indexing, not np.where,
     # picks them: a masked class (gap +inf) with target 0 drops out instead of making 0 * inf, and
     # autograd's VJP of indexing keeps float32 where that of np.where would return float64.

@@ -4,8 +4,7 @@ import math
 import numpy as np
 
 from ..checks import labels_unless_soft
-from ..functions import _row_max
-from ..layers import ones_vector
+from ..functions import row_max
 
 
 def softmax_cross_entropy(logits, t):
@@ -15,11 +14,11 @@ def softmax_cross_entropy(logits, t):
         raise ValueError("cross_entropy over an empty batch is undefined")
     kind, t = labels_unless_soft(t, (batch,), classes)  # one-hot rows take the labels' path: the same value
     rows = np.arange(batch)
-    m = logits[rows, logits.argmax(axis=1)]  # the row maxima (NaN if any): 3x faster than max(axis=1) on short rows
+    m = logits.max(axis=1)  # the row maxima (NaN if any)
     with np.errstate(over="ignore", invalid="ignore"):  # bad rows (NaN, +inf, all -inf) are caught below
         dlogits = np.exp(logits - m[:, None])  # z - m may pass the float range: exp -> 0, harmless
-        norm = dlogits @ ones_vector(classes, dlogits.dtype)  # row sums, as one BLAS call
-        dlogits /= norm[:, None]  # our own buffer from here on: the updates below are in place
+        norm = dlogits.sum(axis=1)
+        dlogits /= norm[:, None]  # softmax, in our own buffer: the updates below are in place
         log_norm = np.log(norm)
         if kind == "labels":
             label_logits = logits[rows, t]
@@ -35,7 +34,7 @@ def softmax_cross_entropy(logits, t):
             loss = 2 * ((log_norm / 2 + half_gap) / batch).sum()
             dlogits -= t
     if not math.isfinite(loss):
-        _row_max(logits, -1)  # a clear ValueError for NaN, +inf or all -inf rows; otherwise +inf is the honest value
+        row_max(logits, -1)  # a clear ValueError for NaN, +inf or all -inf rows; otherwise +inf is the honest value
     dlogits /= np.asarray(batch, dtype=dlogits.dtype)
     return loss, dlogits
 
